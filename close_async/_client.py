@@ -1,0 +1,245 @@
+"""``AsyncCloseClient``: credentials, the aiohttp session, and the one request pipeline.
+
+One attempt goes: connection slot -> user limiter -> header pacer -> HTTP -> classify. The retry
+policy wraps attempts; waits in the limiter, the pacer or between retries are outside the
+attempt's ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import Callable, Mapping
+from types import TracebackType
+
+import aiohttp
+
+from . import _constants as const
+from ._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    CloseError,
+    InvalidInputError,
+    error_for_status,
+)
+from ._limiter import Limiter
+from ._opportunities import Opportunities
+from ._pacer import Pacer
+from ._ratelimit import parse_rate_limit, retry_after
+from ._retry import RetryPolicy
+
+
+class AsyncCloseClient:
+    """An asyncio client for the Close API, safe to share across any number of tasks.
+
+    ```python
+    async with AsyncCloseClient() as close:          # API key from $CLOSE_API_KEY
+        opp = await close.opportunities.create(lead_id="lead_...", value=500000)
+    ```
+
+    Args:
+        api_key: a Close API key (sent as HTTP Basic username with an empty password). Falls back
+            to ``$CLOSE_API_KEY``.
+        oauth_token: an OAuth access token instead of an API key (sent as ``Bearer``).
+        base_url: the API root.
+        timeout: seconds for one attempt, from sending to reading the whole response.
+        max_retries: retries after the first attempt (see the retries page for what is retried).
+        max_retry_wait: the longest server-requested wait we sleep through before raising.
+        deadline: stop retrying when the next wait would pass this many seconds since the start.
+        retry_unknown_outcome: also retry timeouts, lost connections and 5xx. May duplicate.
+        limiter: an extra limiter (e.g. ``TokenBucket``) every request waits on.
+        pace_from_headers: follow the server's ``RateLimit`` headers (on by default).
+        max_connections: connections (and requests in flight) at once.
+        session: a caller-owned ``aiohttp.ClientSession``; never closed by the client.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        oauth_token: str | None = None,
+        base_url: str = const.DEFAULT_BASE_URL,
+        timeout: float = const.DEFAULT_TIMEOUT,
+        max_retries: int = const.DEFAULT_MAX_RETRIES,
+        max_retry_wait: float = const.DEFAULT_MAX_RETRY_WAIT,
+        deadline: float | None = None,
+        retry_unknown_outcome: bool = False,
+        limiter: Limiter | None = None,
+        pace_from_headers: bool = True,
+        max_connections: int = const.DEFAULT_MAX_CONNECTIONS,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._authorization = _authorization(api_key, oauth_token)
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise InvalidInputError("base_url", base_url, "must be an http(s) URL")
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise InvalidInputError("timeout", timeout, "must be a number of seconds > 0")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise InvalidInputError("max_connections", max_connections, "must be an integer")
+        if max_connections < 1:
+            raise InvalidInputError("max_connections", max_connections, "must be >= 1")
+        self.timeout = float(timeout)
+        self.retry_policy = RetryPolicy(
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            deadline=deadline,
+            retry_unknown_outcome=retry_unknown_outcome,
+        )
+        self.limiter = limiter
+        self.pacer = Pacer() if pace_from_headers else None
+        self._max_connections = max_connections
+        self._slots: asyncio.Semaphore | None = None
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self._headers = {
+            "Authorization": self._authorization,
+            "User-Agent": const.USER_AGENT,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
+        self.opportunities = Opportunities(self)
+
+    def __repr__(self) -> str:
+        kind = "oauth_token" if self._authorization.startswith("Bearer") else "api_key"
+        state = "closed" if self._closed else "open"
+        return f"<AsyncCloseClient base_url={self.base_url!r} auth={kind}=*** {state}>"
+
+    async def __aenter__(self) -> AsyncCloseClient:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session if the client created it. Safe to call twice."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session and not session.closed:
+            await session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CloseError("this AsyncCloseClient is closed; create a new one")
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        self._check_open()
+        if self._session is None:
+            # Created here, inside the running loop, not in __init__ (which may run outside one).
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            self._session = aiohttp.ClientSession(connector=connector)
+        elif self._session.closed:
+            raise CloseError("the aiohttp session given to AsyncCloseClient is closed")
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        group: str,
+        on_send: Callable[[], None] | None = None,
+    ) -> bytes:
+        """Send one API request with retries, pacing and limits; the body of the 2xx response."""
+        url = self.base_url + path
+        retrying = self.retry_policy.retrying()
+        result: bytes = await retrying(self._attempt, method, url, body, group, on_send)
+        return result
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        body: bytes,
+        group: str,
+        on_send: Callable[[], None] | None,
+    ) -> bytes:
+        session = self._get_session()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_connections)
+        async with self._slots:
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            window = self.pacer.window(group) if self.pacer is not None else None
+            ticket = await window.acquire() if window is not None else 0
+            status: int | None = None
+            headers: Mapping[str, str] = {}
+            payload = b""
+            try:
+                if on_send is not None:
+                    on_send()
+                async with session.request(
+                    method, url, data=body, headers=self._headers, timeout=self._client_timeout
+                ) as response:
+                    payload = await response.read()
+                    status, headers = response.status, response.headers
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise _connection_error(exc) from exc
+            finally:
+                if window is not None:
+                    info = parse_rate_limit(headers) if status is not None else None
+                    wait = retry_after(headers, payload) if status == 429 else None
+                    window.release(ticket, info, status=status, pause=wait)
+        assert status is not None  # the request above either answered or raised
+        if 200 <= status < 300:
+            return payload
+        wait = retry_after(headers, payload) if status == 429 else None
+        raise error_for_status(status, headers, payload, retry_after=wait)
+
+
+def _connection_error(exc: Exception) -> CloseError:
+    """Classify a failure with no response: was the request possibly processed?"""
+    # Connect-phase failures (refused, DNS, TLS handshake, no free connection in time): the
+    # request never left, so retrying is safe.
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return APITimeoutError(f"timed out connecting: {exc}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return APIConnectionError(f"could not connect: {exc}")
+    if isinstance(exc, asyncio.TimeoutError):
+        return APITimeoutError(
+            "timed out waiting for the response; the request may have been processed",
+            may_have_succeeded=True,
+        )
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return APIConnectionError(
+            f"connection lost after sending ({type(exc).__name__}: {exc}); "
+            "the request may have been processed",
+            may_have_succeeded=True,
+        )
+    raise exc
+
+
+def _authorization(api_key: str | None, oauth_token: str | None) -> str:
+    if api_key is not None and oauth_token is not None:
+        raise InvalidInputError("oauth_token", "***", "pass either api_key or oauth_token")
+    if oauth_token is not None:
+        if not isinstance(oauth_token, str) or not oauth_token.strip():
+            raise InvalidInputError("oauth_token", "***", "must be a non-empty string")
+        return f"Bearer {oauth_token.strip()}"
+    if api_key is None:
+        api_key = os.environ.get(const.API_KEY_ENV) or None
+        if api_key is None:
+            raise CloseError(
+                f"no API key: pass api_key=... or oauth_token=..., or set ${const.API_KEY_ENV}"
+            )
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise InvalidInputError("api_key", "***", "must be a non-empty string")
+    # Built by hand: aiohttp 3.14 deprecates BasicAuth. Username = key, password empty.
+    token = base64.b64encode(f"{api_key.strip()}:".encode()).decode("ascii")
+    return f"Basic {token}"

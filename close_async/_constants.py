@@ -1,0 +1,28 @@
+"""Defaults shared by the client, the retry policy and the pacer, in one place."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("close-async")
+except PackageNotFoundError:  # pragma: no cover - only when run from a source tree never installed
+    __version__ = "0.0.0"
+
+DEFAULT_BASE_URL = "https://api.close.com/api/v1/"
+API_KEY_ENV = "CLOSE_API_KEY"
+USER_AGENT = f"close-async/{__version__}"
+
+# aiohttp's own default is 300 s for the whole request: far too long for a create that should take
+# well under a second; a stuck attempt must surface quickly.
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RETRIES = 3
+# Sized like a browser's pool per host; also the cap on requests we start at once, so that no
+# request ever waits for a pooled connection inside its own timeout.
+DEFAULT_MAX_CONNECTIONS = 100
+
+# Backoff when the server gives no wait: 0.5 s, 1 s, 2 s ... capped, with full jitter.
+INITIAL_BACKOFF = 0.5
+MAX_BACKOFF = 8.0
+# The longest single wait a 429 may ask of us before we give up at once with RateLimitError.
+DEFAULT_MAX_RETRY_WAIT = 60.0

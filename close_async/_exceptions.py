@@ -1,0 +1,196 @@
+"""Every error close-async raises, one tree rooted at :class:`CloseError`.
+
+```
+CloseError                       base; every error has .may_have_succeeded: bool
+├── InvalidInputError            also a ValueError: our own check failed, nothing was sent
+├── DecodeError                  a 2xx body that is not an Opportunity (.body keeps it)
+├── APIConnectionError           no HTTP response (connect failure, reset, protocol error)
+│   └── APITimeoutError          the attempt timed out
+└── APIStatusError               an HTTP error response: .status_code, .headers, .body
+    ├── BadRequestError          400: .errors (list), .field_errors (dict)
+    ├── AuthenticationError      401
+    ├── PermissionDeniedError    403 (and 402: plan limit)
+    ├── NotFoundError            404
+    ├── RateLimitError           429 after the retries ran out: .retry_after
+    └── ServerError              5xx
+```
+
+``may_have_succeeded`` is True exactly when the server may have created the opportunity: the
+request left and no definite answer came back (a timeout or a lost connection after sending, a 5xx).
+Such a create is never retried by default, because Close has no idempotency keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+_json_decoder = msgspec.json.Decoder()
+
+
+class CloseError(Exception):
+    """Base of every close-async error."""
+
+    may_have_succeeded: bool = False
+
+    def __init__(self, message: str, *, may_have_succeeded: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.may_have_succeeded = may_have_succeeded
+
+
+class InvalidInputError(CloseError, ValueError):
+    """Our own validation failed; nothing was sent."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(f"{field}={value!r}: {reason}")
+        self.field = field
+        self.value = value
+        self.reason = reason
+
+
+class DecodeError(CloseError):
+    """A success response whose body is not an Opportunity. ``body`` keeps the raw bytes."""
+
+    def __init__(self, message: str, *, body: bytes) -> None:
+        super().__init__(message)
+        self.body = body
+
+
+class APIConnectionError(CloseError):
+    """No HTTP response came back: connection refused or lost, DNS, TLS, protocol errors."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The attempt took longer than the client's ``timeout``."""
+
+
+class APIStatusError(CloseError):
+    """Close answered with an error status. Carries the status, headers and raw body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        may_have_succeeded: bool = False,
+    ) -> None:
+        super().__init__(message, may_have_succeeded=may_have_succeeded)
+        self.status_code = status_code
+        self.headers = headers
+        self.raw_body = body
+
+    @property
+    def body(self) -> str:
+        """The response body as text (undecodable bytes replaced)."""
+        return self.raw_body.decode("utf-8", "replace")
+
+    @property
+    def response_json(self) -> Any:
+        """The body parsed as JSON, or None when it is empty, HTML or otherwise not JSON."""
+        try:
+            return _json_decoder.decode(self.raw_body)
+        except msgspec.DecodeError:
+            return None
+
+
+class BadRequestError(APIStatusError):
+    """400: Close rejected the request. ``errors`` and ``field_errors`` say why."""
+
+    @property
+    def errors(self) -> list[Any]:
+        data = self.response_json
+        if isinstance(data, dict):
+            errors = data.get("errors")
+            if isinstance(errors, list):
+                return errors
+            if isinstance(data.get("error"), str):
+                return [data["error"]]
+        return []
+
+    @property
+    def field_errors(self) -> dict[str, Any]:
+        data = self.response_json
+        if isinstance(data, dict) and isinstance(data.get("field-errors"), dict):
+            return dict(data["field-errors"])
+        return {}
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key or OAuth token was refused."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403, or 402 when the organization's plan does not allow the call."""
+
+
+class NotFoundError(APIStatusError):
+    """404."""
+
+
+class RateLimitError(APIStatusError):
+    """429 after the retries ran out, or a wait longer than the client's cap."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """5xx: the outcome of a create is unknown, so ``may_have_succeeded`` is True."""
+
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PermissionDeniedError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(
+    status: int, headers: Mapping[str, str], body: bytes, *, retry_after: float | None = None
+) -> APIStatusError:
+    """The error for an HTTP error response, its message taken from the body when it has one."""
+    cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIStatusError)
+    detail = _summary(body)
+    message = f"HTTP {status}" + (f": {detail}" if detail else "")
+    kwargs: dict[str, Any] = {
+        "status_code": status,
+        "headers": headers,
+        "body": body,
+        "may_have_succeeded": status >= 500,
+    }
+    if cls is RateLimitError:
+        return RateLimitError(message, retry_after=retry_after, **kwargs)
+    return cls(message, **kwargs)
+
+
+def _summary(body: bytes) -> str:
+    """A one-line reason from Close's JSON error shapes; empty for bodies that are not JSON."""
+    try:
+        data = _json_decoder.decode(body)
+    except msgspec.DecodeError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    parts: list[str] = []
+    error = data.get("error")
+    if isinstance(error, str):
+        parts.append(error)
+    elif isinstance(error, dict) and isinstance(error.get("message"), str):
+        parts.append(error["message"])
+    if isinstance(data.get("message"), str):
+        parts.append(data["message"])
+    if isinstance(data.get("errors"), list):
+        parts.extend(str(e) for e in data["errors"])
+    field_errors = data.get("field-errors")
+    if isinstance(field_errors, dict):
+        parts.extend(f"{k}: {v}" for k, v in field_errors.items())
+    return "; ".join(parts)

@@ -1,0 +1,141 @@
+"""``client.opportunities``: the opportunity resource."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import msgspec
+
+from ._codec import decode_opportunity, encode_create
+from ._exceptions import DecodeError, InvalidInputError
+from .models import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
+
+if TYPE_CHECKING:
+    from ._client import AsyncCloseClient
+
+OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
+_UNSET: Any = msgspec.UNSET
+_PATH = "opportunity/"
+# Close limits each endpoint group separately; this is ours for creates.
+GROUP = "POST opportunity"
+
+
+class Opportunities:
+    """Create opportunities. Reached as ``client.opportunities``."""
+
+    def __init__(self, client: AsyncCloseClient) -> None:
+        self._client = client
+
+    @overload
+    async def create(
+        self,
+        item: CreateOpportunity | None = None,
+        /,
+        *,
+        lead_id: str | None = ...,
+        status_id: str | None = ...,
+        value: int | None = ...,
+        value_period: ValuePeriod | None = ...,
+        confidence: int | None = ...,
+        note: str | None = ...,
+        contact_id: str | None = ...,
+        user_id: str | None = ...,
+        created_by: str | None = ...,
+        date_won: dt.date | dt.datetime | None = ...,
+        date_created: dt.date | dt.datetime | None = ...,
+        attachments: list[AttachmentIn] | None = ...,
+        custom_fields: dict[str, Any] | None = ...,
+        custom: dict[str, Any] | None = ...,
+    ) -> Opportunity: ...
+
+    @overload
+    async def create(
+        self,
+        item: CreateOpportunity | None = None,
+        /,
+        *,
+        response_type: type[OpportunityT],
+        lead_id: str | None = ...,
+        status_id: str | None = ...,
+        value: int | None = ...,
+        value_period: ValuePeriod | None = ...,
+        confidence: int | None = ...,
+        note: str | None = ...,
+        contact_id: str | None = ...,
+        user_id: str | None = ...,
+        created_by: str | None = ...,
+        date_won: dt.date | dt.datetime | None = ...,
+        date_created: dt.date | dt.datetime | None = ...,
+        attachments: list[AttachmentIn] | None = ...,
+        custom_fields: dict[str, Any] | None = ...,
+        custom: dict[str, Any] | None = ...,
+    ) -> OpportunityT: ...
+
+    async def create(
+        self,
+        item: CreateOpportunity | None = None,
+        /,
+        *,
+        response_type: type[Opportunity] = Opportunity,
+        lead_id: str | None = _UNSET,
+        status_id: str | None = _UNSET,
+        value: int | None = _UNSET,
+        value_period: ValuePeriod | None = _UNSET,
+        confidence: int | None = _UNSET,
+        note: str | None = _UNSET,
+        contact_id: str | None = _UNSET,
+        user_id: str | None = _UNSET,
+        created_by: str | None = _UNSET,
+        date_won: dt.date | dt.datetime | None = _UNSET,
+        date_created: dt.date | dt.datetime | None = _UNSET,
+        attachments: list[AttachmentIn] | None = _UNSET,
+        custom_fields: dict[str, Any] | None = _UNSET,
+        custom: dict[str, Any] | None = None,
+    ) -> Opportunity:
+        """Create one opportunity; returns it as Close stored it.
+
+        Pass either a :class:`CreateOpportunity` or its fields as keywords. ``value`` is in cents;
+        ``custom`` maps custom field ids (``cf_...``) to values. Fields not given are not sent;
+        ``None`` is sent as null. Invalid input raises :class:`InvalidInputError` before anything
+        is sent. ``response_type`` may be a subclass of :class:`Opportunity` declaring typed
+        custom fields.
+        """
+        fields: dict[str, Any] = {
+            "lead_id": lead_id,
+            "status_id": status_id,
+            "value": value,
+            "value_period": value_period,
+            "confidence": confidence,
+            "note": note,
+            "contact_id": contact_id,
+            "user_id": user_id,
+            "created_by": created_by,
+            "date_won": date_won,
+            "date_created": date_created,
+            "attachments": attachments,
+            "custom_fields": custom_fields,
+        }
+        if item is None:
+            item = CreateOpportunity(**fields, custom={} if custom is None else custom)
+        elif not isinstance(item, CreateOpportunity):
+            raise InvalidInputError("item", item, "must be a CreateOpportunity")
+        elif custom is not None or any(v is not _UNSET for v in fields.values()):
+            raise InvalidInputError("item", item, "pass a CreateOpportunity or keywords, not both")
+        return await self._send(item, response_type=response_type)
+
+    async def _send(
+        self,
+        item: CreateOpportunity,
+        *,
+        response_type: type[OpportunityT],
+        on_send: Any = None,
+    ) -> OpportunityT:
+        """Encode, send with retries, decode: the create pipeline shared by create and bulk."""
+        body = encode_create(item)
+        raw = await self._client.request("POST", _PATH, body, group=GROUP, on_send=on_send)
+        try:
+            return decode_opportunity(raw, response_type)
+        except DecodeError as exc:
+            exc.may_have_succeeded = True  # Close answered 2xx: it did create something
+            raise

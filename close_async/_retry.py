@@ -1,0 +1,113 @@
+"""When a failed attempt is tried again, and after how long.
+
+The decision, as a spec (each branch is logged at DEBUG on the ``close_async`` logger):
+
+1. 429 Too Many Requests: the server rejected the request before processing it, so it is always
+   safe to retry, after the wait the server asks for. A wait longer than ``max_retry_wait`` is not
+   waited for: the RateLimitError is raised at once with ``.retry_after``.
+2. No connection was made (refused, DNS, TLS handshake, connect timeout): nothing was sent, so it
+   is retried with jittered exponential backoff.
+3. The outcome is unknown (timeout or lost connection after sending, 5xx): Close has no idempotency
+   keys, so a retry could create a duplicate. Not retried unless ``retry_unknown_outcome=True``.
+4. Anything else (400, 401, 403, 404, a bad body): retrying cannot help. Raised at once.
+
+Retries stop after ``max_retries`` or when the next wait would pass ``deadline`` seconds since the
+first attempt. A fresh ``AsyncRetrying`` is built per call: tenacity keeps per-call state on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import tenacity
+
+from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT, INITIAL_BACKOFF, MAX_BACKOFF
+from ._exceptions import APIConnectionError, CloseError, InvalidInputError, RateLimitError
+
+logger = logging.getLogger("close_async")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the client retries. Every field has a safe default."""
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    deadline: float | None = None
+    retry_unknown_outcome: bool = False
+    initial_backoff: float = INITIAL_BACKOFF
+    max_backoff: float = MAX_BACKOFF
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_retries": self.max_retries,
+            "max_retry_wait": self.max_retry_wait,
+            "initial_backoff": self.initial_backoff,
+            "max_backoff": self.max_backoff,
+            "deadline": 0 if self.deadline is None else self.deadline,
+        }
+        for name, value in checks.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise InvalidInputError(name, value, "must be a number >= 0")
+        if not isinstance(self.max_retries, int):
+            raise InvalidInputError("max_retries", self.max_retries, "must be an integer")
+
+    def should_retry(self, exc: BaseException) -> bool:
+        if isinstance(exc, RateLimitError):
+            if exc.retry_after is not None and exc.retry_after > self.max_retry_wait:
+                logger.debug(
+                    "429 asks for %.3fs, over max_retry_wait=%.3fs: giving up",
+                    exc.retry_after,
+                    self.max_retry_wait,
+                )
+                return False
+            logger.debug("429: retrying, the request was not processed")
+            return True
+        if isinstance(exc, CloseError) and exc.may_have_succeeded:
+            logger.debug(
+                "outcome unknown (%s): %s",
+                exc,
+                "retrying (retry_unknown_outcome=True)"
+                if self.retry_unknown_outcome
+                else "not retrying, a retry could duplicate",
+            )
+            return self.retry_unknown_outcome
+        if isinstance(exc, APIConnectionError):
+            logger.debug("not sent (%s): retrying", exc)
+            return True
+        logger.debug("%s: not retryable", type(exc).__name__)
+        return False
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return exc.retry_after
+        backoff = tenacity.wait_random_exponential(
+            multiplier=self.initial_backoff, max=self.max_backoff
+        )
+        return float(backoff(state))
+
+    def retrying(self) -> tenacity.AsyncRetrying:
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_retries + 1)
+        if self.deadline is not None:
+            stop = stop | tenacity.stop_before_delay(self.deadline)
+        return tenacity.AsyncRetrying(
+            stop=stop,
+            wait=self.wait,
+            retry=tenacity.retry_if_exception(self.should_retry),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    logger.info(
+        "retrying in %.3fs (attempt %d failed: %s: %s)",
+        wait,
+        state.attempt_number,
+        type(exc).__name__,
+        exc,
+    )

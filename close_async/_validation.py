@@ -1,0 +1,97 @@
+"""Checks run when a :class:`~close_async.models.CreateOpportunity` is built.
+
+msgspec Structs do not check types on ``__init__``, and a bad value caught here costs nothing,
+while one caught by Close costs a request (and, for a 5xx, an unknown outcome). Each failure names
+the field and the value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ._exceptions import InvalidInputError
+
+if TYPE_CHECKING:
+    from .models import CreateOpportunity
+
+VALUE_PERIODS = ("one_time", "monthly", "annual")
+_ID_FIELDS = ("lead_id", "status_id", "contact_id", "user_id", "created_by")
+_UNSET = msgspec.UNSET
+
+
+def validate_create(item: CreateOpportunity) -> None:
+    for name in _ID_FIELDS:
+        value = getattr(item, name)
+        if value is not _UNSET and value is not None and (not isinstance(value, str) or not value):
+            raise InvalidInputError(name, value, "must be a non-empty string id")
+    _check_int(item, "value", minimum=None)
+    _check_int(item, "confidence", minimum=0, maximum=100)
+    if item.value_period not in (_UNSET, None) and item.value_period not in VALUE_PERIODS:
+        raise InvalidInputError(
+            "value_period", item.value_period, f"must be one of {', '.join(VALUE_PERIODS)}"
+        )
+    if item.note not in (_UNSET, None) and not isinstance(item.note, str):
+        raise InvalidInputError("note", item.note, "must be a string")
+    for name in ("date_won", "date_created"):
+        _check_date(name, getattr(item, name))
+    _check_attachments(item.attachments)
+    if item.custom_fields not in (_UNSET, None) and not isinstance(item.custom_fields, dict):
+        raise InvalidInputError("custom_fields", item.custom_fields, "must be a dict")
+    check_custom(item.custom)
+
+
+def check_custom(custom: Any) -> None:
+    if not isinstance(custom, dict):
+        raise InvalidInputError("custom", custom, "must be a dict of custom field ids to values")
+    for key, value in custom.items():
+        if not isinstance(key, str) or not key.startswith("cf_") or len(key) <= 3:
+            hint = " (drop the 'custom.' prefix)" if str(key).startswith("custom.") else ""
+            raise InvalidInputError("custom", key, f"keys must be custom field ids 'cf_...'{hint}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(f"custom.{key}", value, "must be a finite number")
+
+
+def _check_int(
+    item: CreateOpportunity, name: str, *, minimum: int | None, maximum: int | None = None
+) -> None:
+    value = getattr(item, name)
+    if value is _UNSET or value is None:
+        return
+    # bool is an int subclass; True would be sent as `true` and mean nothing to Close.
+    if isinstance(value, bool) or not isinstance(value, int):
+        unit = " number of cents" if name == "value" else ""
+        raise InvalidInputError(name, value, f"must be an integer{unit}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise InvalidInputError(name, value, f"must be between {minimum} and {maximum}")
+
+
+def _check_date(name: str, value: Any) -> None:
+    if value is _UNSET or value is None:
+        return
+    if isinstance(value, dt.datetime):
+        # A naive datetime would be read by Close as UTC, silently shifting it by the local offset.
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidInputError(name, value, "must be timezone-aware")
+    elif not isinstance(value, dt.date):
+        raise InvalidInputError(name, value, "must be a datetime.date or an aware datetime")
+
+
+def _check_attachments(attachments: Any) -> None:
+    from .models import AttachmentIn
+
+    if attachments is _UNSET or attachments is None:
+        return
+    if not isinstance(attachments, list):
+        raise InvalidInputError("attachments", attachments, "must be a list of AttachmentIn")
+    for i, attachment in enumerate(attachments):
+        if not isinstance(attachment, AttachmentIn):
+            raise InvalidInputError(f"attachments[{i}]", attachment, "must be an AttachmentIn")
+        for name in ("url", "filename", "content_type"):
+            if not isinstance(getattr(attachment, name), str):
+                raise InvalidInputError(
+                    f"attachments[{i}].{name}", getattr(attachment, name), "must be a string"
+                )

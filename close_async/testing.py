@@ -1,0 +1,309 @@
+"""An in-process fake of Close's ``POST /api/v1/opportunity/`` for tests and benchmarks.
+
+:class:`FakeCloseServer` is a small aiohttp.web app bound to ``127.0.0.1`` on a random free
+port. It authenticates like Close (HTTP Basic with the API key as username, or Bearer),
+validates the payload and answers with a full Opportunity (status **200**), rate-limits per
+API key in fixed windows using one of several header/body *dialects*, and can be scripted
+to fail (5xx, 429, dropped connections, hangs). It is meant for **your own tests** too::
+
+    import pytest
+    from close_async.testing import FakeCloseServer
+
+    @pytest.fixture
+    async def close_server():
+        async with FakeCloseServer(rate_limit=100, window=1.0) as server:
+            yield server
+
+    async def test_creates(close_server):
+        ...  # point your client at close_server.base_url, any non-empty API key works
+        assert len(close_server.created) == 1
+
+Behaviour notes:
+
+* ``lead_id="lead_missing"`` (:data:`LEAD_MISSING`) answers Close's real 400 shape
+  ``{"errors": [], "field-errors": {"lead": "Object does not exist."}}``.
+* Windows are fixed, per API key/token, aligned to the server start: window index is
+  ``floor((loop.time() - t0) / window)``. Requests answered 429 by the limiter do **not**
+  consume the window (like Close). Every authenticated request that passes the limiter
+  consumes one slot, whatever its outcome (200, 400, scripted fault). 401 answers show the
+  presented key's state without consuming it. ``rate_limit=None`` means unlimited and no
+  rate-limit headers at all.
+* Dialects (:data:`DIALECTS`): ``modern`` (``RateLimit: limit=L, remaining=R, reset=S``),
+  ``semicolon`` (same with ``;``), ``legacy_nested`` / ``legacy_flat`` (``X-Rate-Limit-*``
+  headers, Close's two historical 429 JSON bodies), ``html`` (ingress-style HTML 429 with
+  only ``Retry-After``; other answers carry ``RateLimit``) and ``none`` (no headers; empty 429).
+* Faults (:data:`FAULTS`) queued by :meth:`FakeCloseServer.fail_next` are consumed FIFO, one
+  per create request that passes auth and the limiter, before the body is validated:
+  ``500``/``502``/``503``/``504``/``429``/``drop_before_create`` answer without creating;
+  ``500_after_create``/``drop``/``hang`` create first (a 400 body still answers 400).
+  ``hang`` answers 200 after ``hang_seconds``, or is dropped by :meth:`~FakeCloseServer.close`.
+  A scripted ``429`` shows ``remaining=0`` (``limit=0`` when unlimited). Dropped requests
+  are logged with ``status=None``. Other paths answer 404 (405 for non-POST on the
+  opportunity path), are logged, and skip auth, limiter and faults.
+* ``latency`` is slept before a request is processed, so rate-limit state is computed at
+  answer time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from close_async._fake_server_http import (
+    DIALECTS,
+    FAULTS,
+    INVALID_JSON,
+    NOT_AN_OBJECT,
+    OPPORTUNITY_PATH,
+    SERVER_ERROR,
+    UNAUTHORIZED,
+    api_key_from_header,
+    decode,
+    encode,
+    json_response,
+    rate_limit_headers,
+    server_fault,
+    too_many_requests,
+)
+from close_async._fake_server_opportunity import (
+    DEFAULT_ORGANIZATION_ID,
+    LEAD_MISSING,
+    build_opportunity,
+    validate_opportunity,
+)
+
+__all__ = ["DIALECTS", "FAULTS", "LEAD_MISSING", "FakeCloseServer", "RequestRecord"]
+
+
+@dataclass(slots=True, eq=False)
+class RequestRecord:
+    """One request received by :class:`FakeCloseServer` (appended on arrival)."""
+
+    method: str
+    path: str
+    api_key: str | None  # the presented key/token (even if rejected), None if absent
+    body: bytes
+    at: float  # loop.time() on arrival
+    headers: Mapping[str, str] = field(repr=False, default_factory=dict)
+    status: int | None = None  # None while in flight or when the connection was dropped
+    fault: str | None = None  # the scripted fault this request consumed, if any
+
+
+class FakeCloseServer:
+    """Fake Close API server; see the module docstring. Use as ``async with``."""
+
+    def __init__(
+        self,
+        *,
+        api_keys: Collection[str] | None = None,
+        rate_limit: int | None = None,
+        window: float = 1.0,
+        dialect: str = "modern",
+        latency: float = 0.0,
+        organization_id: str = DEFAULT_ORGANIZATION_ID,
+        hang_seconds: float = 3600.0,
+        port: int = 0,
+    ) -> None:
+        if dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
+        if rate_limit is not None and rate_limit < 1:
+            raise ValueError("rate_limit must be >= 1 or None")
+        if window <= 0 or latency < 0 or hang_seconds < 0:
+            raise ValueError("window must be > 0; latency and hang_seconds must be >= 0")
+        self._api_keys = None if api_keys is None else frozenset(api_keys)
+        self._limit = rate_limit
+        self._window = window
+        self._dialect = dialect
+        self._latency = latency
+        self._organization_id = organization_id
+        self._hang_seconds = hang_seconds
+        self._port = port
+        self.created: list[dict[str, Any]] = []
+        self.requests: list[RequestRecord] = []
+        self._faults: deque[str] = deque()
+        self._windows: dict[str, list[int]] = {}  # key -> [window index, count]
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self._t0 = 0.0
+        self._base_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/api/v1/`` (with trailing slash); valid after start()."""
+        if self._base_url is None:
+            raise RuntimeError("FakeCloseServer is not started")
+        return self._base_url
+
+    @property
+    def count_429(self) -> int:
+        """How many requests were answered 429 (by the limiter or a scripted fault)."""
+        return sum(1 for record in self.requests if record.status == 429)
+
+    def fail_next(self, fault: str, *, times: int = 1) -> None:
+        """Queue ``fault`` (one of :data:`FAULTS`) for the next ``times`` create requests."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; expected one of {FAULTS}")
+        if times < 0:
+            raise ValueError("times must be >= 0")
+        self._faults.extend([fault] * times)
+
+    def reset(self) -> None:
+        """Forget created opportunities, logged requests, queued faults and window counts."""
+        self.created.clear()
+        self.requests.clear()
+        self._faults.clear()
+        self._windows.clear()
+
+    async def start(self) -> None:
+        """Bind 127.0.0.1 (a random free port unless ``port`` was given) and serve."""
+        if self._runner is not None:
+            raise RuntimeError("FakeCloseServer is already started")
+        app = web.Application()
+        app.router.add_post(OPPORTUNITY_PATH, self._handle)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._closing = asyncio.Event()
+        self._t0 = asyncio.get_running_loop().time()
+        self._base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/"
+
+    async def close(self) -> None:
+        """Stop serving; still-hanging requests are dropped. Idempotent."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        assert self._closing is not None
+        self._closing.set()
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=1.0)
+        await runner.cleanup()
+        leftovers = [task for task in self._inflight if not task.done()]
+        for task in leftovers:  # pragma: no cover - only with a long latency at close
+            task.cancel()
+        if leftovers:  # pragma: no cover
+            await asyncio.wait(leftovers)
+        self._base_url = None
+
+    async def __aenter__(self) -> FakeCloseServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- request handling ---------------------------------------------------------------
+
+    async def _record(self, request: web.Request) -> RequestRecord:
+        record = RequestRecord(
+            request.method,
+            request.path,
+            api_key_from_header(request.headers.get("Authorization")),
+            await request.read(),
+            asyncio.get_running_loop().time(),
+            request.headers,
+        )
+        self.requests.append(record)
+        return record
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        record = await self._record(request)
+        if request.path == OPPORTUNITY_PATH:
+            record.status = 405
+            return json_response(405, encode({"error": "Method Not Allowed"}), {})
+        record.status = 404
+        return json_response(404, encode({"error": "Not Found"}), {})
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        record = await self._record(request)
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            if self._latency:
+                await asyncio.sleep(self._latency)
+            response = await self._process(record)
+        finally:
+            self._inflight.discard(task)
+        if response is None:  # drop the connection without answering
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()  # never sent: aiohttp finds the transport closing
+        record.status = response.status
+        return response
+
+    def _state(self, key: str) -> tuple[list[int], float]:
+        """The key's ``[window index, count]`` (renewed if stale) and seconds to window end."""
+        now = asyncio.get_running_loop().time()
+        index = int((now - self._t0) // self._window)
+        bucket = self._windows.get(key)
+        if bucket is None or bucket[0] != index:
+            bucket = self._windows[key] = [index, 0]
+        return bucket, self._t0 + (index + 1) * self._window - now
+
+    def _too_many(self, reset: float) -> web.Response:
+        return too_many_requests(self._dialect, self._limit or 0, self._window, reset)
+
+    async def _process(self, record: RequestRecord) -> web.Response | None:
+        """Answer a create request; None means: drop the connection."""
+        key, limit = record.api_key, self._limit
+        headers: dict[str, str] = {}
+        if key is None or (self._api_keys is not None and key not in self._api_keys):
+            if limit is not None:
+                bucket, reset = self._state(key or "")
+                headers = rate_limit_headers(self._dialect, limit, limit - bucket[1], reset)
+            return json_response(401, UNAUTHORIZED, headers)
+        if limit is not None:
+            bucket, reset = self._state(key)
+            if bucket[1] >= limit:
+                return self._too_many(reset)
+            bucket[1] += 1
+            headers = rate_limit_headers(self._dialect, limit, limit - bucket[1], reset)
+        fault = record.fault = self._faults.popleft() if self._faults else None
+        if fault == "429":
+            return self._too_many(self._state(key)[1])
+        if fault == "drop_before_create":
+            return None
+        if fault in ("500", "502", "503", "504"):
+            return server_fault(fault, headers)
+        try:
+            data = decode(record.body)
+        except msgspec.DecodeError:
+            return json_response(400, INVALID_JSON, headers)
+        if not isinstance(data, dict):
+            return json_response(400, NOT_AN_OBJECT, headers)
+        errors = validate_opportunity(data)
+        if errors:
+            return json_response(400, encode({"errors": [], "field-errors": errors}), headers)
+        opportunity = build_opportunity(data, self._organization_id)
+        self.created.append(opportunity)
+        if fault == "500_after_create":
+            return json_response(500, SERVER_ERROR, headers)
+        if fault == "drop":
+            return None
+        if fault == "hang":
+            assert self._closing is not None
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._hang_seconds)
+            if self._closing.is_set():
+                return None
+        return json_response(200, encode(opportunity), headers)

@@ -1,0 +1,288 @@
+"""The request encoder and the one-pass Opportunity decoder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+
+from close_async import DecodeError, InvalidInputError, decode_opportunity
+from close_async._codec import OpportunityDecoder, encode_create
+from close_async.models import (
+    AttachmentIn,
+    CreateOpportunity,
+    FollowUpEmailDetails,
+    Opportunity,
+)
+
+UTC = dt.timezone.utc
+
+
+def _custom(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k.removeprefix("custom."): v for k, v in payload.items() if k.startswith("custom.")}
+
+
+# --- decoding ------------------------------------------------------------------------------------
+
+
+def test_2017_response_missing_required_fields(response_2017: bytes) -> None:
+    opp = decode_opportunity(response_2017)
+    assert opp.id == "oppo_otkBudcuHXq90sC43gex0ddp5XYQjvKndlOGMHjE9Ph"
+    assert opp.value == 500
+    assert opp.annualized_value is None
+    assert opp.annualized_expected_value is None
+    assert opp.expected_value is None
+    assert opp.date_created == dt.datetime(2017, 9, 29, 11, 7, 23, 962000, tzinfo=UTC)
+    assert opp.date_created.tzinfo is not None
+    assert opp.custom == {}
+
+
+def test_2021_record_date_won_is_a_date_and_custom_kept(record_2021: bytes) -> None:
+    opp = decode_opportunity(record_2021)
+    assert opp.date_won == dt.date(2021, 7, 16)
+    assert opp.lead_name == "Bluth Company (Example\u00a0Lead)"
+    assert opp.custom == {"cf_Qj3b4cWxvmvqTtZ0U5TaprRDah8g7jRsavfVh8NCPcu": "2022-12-01"}
+
+
+def test_full_payload_every_nested_type(full_payload: dict[str, Any]) -> None:
+    opp = decode_opportunity(msgspec.json.encode(full_payload))
+    assert opp.attachments[0].size == 1024
+    assert opp.comment_summary is not None
+    assert opp.comment_summary.comment_count == 2
+    assert opp.integration_links[0].name == "LinkedIn"
+    assert opp.lead_primary_email is not None
+    assert opp.lead_primary_email.is_unsubscribed is False
+    assert opp.lead_primary_phone is not None
+    assert opp.lead_primary_phone[0].tz_ids == ["America/Los_Angeles"]
+    assert opp.stall_status is not None
+    assert opp.stall_status.next_action is not None
+    assert opp.stall_status.next_action.action == "follow_up"
+    assert opp.suggested_action is not None
+    assert isinstance(opp.suggested_action.typed_details, FollowUpEmailDetails)
+    assert opp.custom == _custom(full_payload)
+    assert len(opp.custom) == 20
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("status_type", "archived", id="status_type"),
+        pytest.param("value_period", "weekly", id="value_period"),
+        pytest.param("suggested_action", {"action": "teleport", "details": None}, id="action"),
+        pytest.param(
+            "stall_status",
+            {"communication_issue": "ghosted", "next_action": {"action": "pray"}},
+            id="stall-enums",
+        ),
+        pytest.param("brand_new_field", {"x": [1, 2]}, id="unknown-field"),
+    ],
+)
+def test_unknown_enum_values_and_fields_decode(
+    field: str, value: Any, make_opportunity: Callable[..., dict[str, Any]]
+) -> None:
+    payload = dict(make_opportunity(0), **{field: value})
+    opp = decode_opportunity(msgspec.json.encode(payload))
+    assert opp.id
+    if field == "status_type":
+        assert opp.status_type == "archived"
+    if field == "value_period":
+        assert opp.value_period == "weekly"
+
+
+def test_str_input_is_accepted(response_2017: bytes) -> None:
+    assert decode_opportunity(response_2017.decode()) == decode_opportunity(response_2017)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"<html>502 Bad Gateway</html>", id="html"),
+        pytest.param(b"[1, 2]", id="array"),
+        pytest.param(b"{}", id="no-id"),
+        pytest.param(b'{"id": 5}', id="id-not-string"),
+        pytest.param(b'{"id": "oppo_1", "value": "a lot"}', id="value-not-int"),
+        pytest.param(b'{"id": "oppo_1", "date_created": "yesterday"}', id="bad-date"),
+        pytest.param(b'{"id": "oppo_1",', id="truncated"),
+    ],
+)
+def test_not_an_opportunity_keeps_raw_body(body: bytes) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_opportunity(body)
+    assert info.value.body == body
+    assert "not an Opportunity" in str(info.value)
+
+
+# --- learning custom keys: correct under new, removed, and look-alike keys -----------------------
+
+
+def _doc(custom: dict[str, Any], **extra: Any) -> bytes:
+    payload: dict[str, Any] = {"id": "oppo_1", "note": "n"}
+    payload.update({f"custom.{k}": v for k, v in custom.items()})
+    payload.update(extra)
+    return msgspec.json.encode(payload)
+
+
+def test_learns_keys_then_stays_exact_as_keys_change() -> None:
+    decoder = OpportunityDecoder()
+    sequence = [
+        {"cf_a": 1},
+        {"cf_a": 2, "cf_b": "x"},  # a new key
+        {"cf_b": "y"},  # a key removed
+        {},  # none at all
+        {"cf_c": [1, 2], "cf_a": None},  # another new key, a null value
+        {"cf_a": 3, "cf_b": "z", "cf_c": []},
+    ]
+    for custom in sequence * 2:
+        assert decoder.decode(_doc(custom)).custom == custom
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({"note": '"custom.cf_ghost": 1'}, id="quoted-key-in-a-note"),
+        pytest.param({"note": "custom.cf_ghost"}, id="value-is-a-key-name"),
+        pytest.param({"lead_name": 'x", "custom.cf_ghost": "y'}, id="injection-attempt"),
+        pytest.param({"brand_new": {"custom.cf_nested": 1}}, id="nested-object-key"),
+    ],
+)
+def test_key_names_inside_values_never_become_fields(extra: dict[str, Any]) -> None:
+    decoder = OpportunityDecoder()
+    for _ in range(3):  # first, learned, and again
+        opp = decoder.decode(_doc({"cf_a": 1}, **extra))
+        assert opp.custom == {"cf_a": 1}
+        assert opp.note == extra.get("note", "n")
+
+
+def test_escaped_key_is_found() -> None:
+    decoder = OpportunityDecoder()
+    decoder.decode(_doc({"cf_a": 1}))  # cf_a learned
+    # "custom.cf_b" spelled with an escape: no literal marker in the bytes, while the learned
+    # key could hide the count mismatch. It must still be found.
+    raw = b'{"id": "oppo_1", "\\u0063ustom.cf_b": 2, "cust\\u006fm.cf_a": 1, "custom.cf_c": 3}'
+    assert decoder.decode(raw).custom == {"cf_a": 1, "cf_b": 2, "cf_c": 3}
+
+
+def test_learning_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("close_async._codec.MAX_LEARNED_KEYS", 3)
+    decoder = OpportunityDecoder()
+    many = {f"cf_{i}": i for i in range(10)}
+    assert decoder.decode(_doc(many)).custom == many
+    assert decoder.decode(_doc(many)).custom == many
+    assert len(decoder._learned) == 3
+
+
+def test_key_that_is_not_an_identifier_or_clashes() -> None:
+    decoder = OpportunityDecoder()
+    custom = {"cf_with-dash": 1, "custom": 2, "cf_id": 3}
+    payload = {"id": "oppo_1", **{f"custom.{k}": v for k, v in custom.items()}}
+    payload["custom.id"] = 4  # would clash with the id field as an attribute name
+    for _ in range(2):
+        opp = decoder.decode(msgspec.json.encode(payload))
+        assert opp.id == "oppo_1"
+        assert opp.custom == {**custom, "id": 4}
+
+
+def test_result_is_an_opportunity_and_compares_on_public_fields(response_2017: bytes) -> None:
+    decoder = OpportunityDecoder()
+    opp = decoder.decode(_doc({"cf_a": 1}))
+    assert isinstance(opp, Opportunity)
+    assert type(opp).__name__ == "Opportunity"
+
+
+# --- typed custom fields -------------------------------------------------------------------------
+
+
+class Tiered(Opportunity, kw_only=True):
+    tier: str | None = msgspec.field(default=None, name="custom.cf_tier")
+    seats: int = msgspec.field(default=0, name="custom.cf_seats")
+
+
+def test_typed_custom_fields() -> None:
+    decoder = OpportunityDecoder()
+    for _ in range(2):
+        opp = decoder.decode(_doc({"cf_tier": "Gold", "cf_seats": 12, "cf_other": "x"}), Tiered)
+        assert isinstance(opp, Tiered)
+        assert (opp.tier, opp.seats) == ("Gold", 12)
+        assert opp.custom == {"cf_tier": "Gold", "cf_seats": 12, "cf_other": "x"}
+
+
+def test_typed_custom_field_absent_or_at_default() -> None:
+    decoder = OpportunityDecoder()
+    assert decoder.decode(_doc({}), Tiered).tier is None
+    opp = decoder.decode(_doc({"cf_seats": 0}), Tiered)  # present, equal to the default
+    assert opp.seats == 0
+    assert opp.custom == {"cf_seats": 0}
+
+
+def test_typed_custom_field_wrong_type_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError):
+        decode_opportunity(_doc({"cf_seats": "many"}), Tiered)
+
+
+def test_public_decoder_takes_a_type() -> None:
+    opp = decode_opportunity(_doc({"cf_tier": "Silver"}), Tiered)
+    assert opp.tier == "Silver"
+
+
+# --- encoding ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        pytest.param(CreateOpportunity(), {}, id="empty"),
+        pytest.param(
+            CreateOpportunity(lead_id="lead_1"), {"lead_id": "lead_1"}, id="unset-omitted"
+        ),
+        pytest.param(
+            CreateOpportunity(note=None, value=None), {"note": None, "value": None}, id="none-null"
+        ),
+        pytest.param(
+            CreateOpportunity(custom={"cf_a": "Gold", "cf_b": ["x", "y"]}),
+            {"custom.cf_a": "Gold", "custom.cf_b": ["x", "y"]},
+            id="custom-only",
+        ),
+        pytest.param(
+            CreateOpportunity(value=500000, custom={"cf_a": None}),
+            {"value": 500000, "custom.cf_a": None},
+            id="custom-and-fields",
+        ),
+        pytest.param(
+            CreateOpportunity(
+                date_won=dt.date(2024, 5, 1),
+                date_created=dt.datetime(2024, 5, 1, 9, 30, tzinfo=UTC),
+                custom={"cf_d": dt.date(2024, 1, 2)},
+            ),
+            {
+                "date_won": "2024-05-01",
+                "date_created": "2024-05-01T09:30:00Z",
+                "custom.cf_d": "2024-01-02",
+            },
+            id="dates",
+        ),
+        pytest.param(
+            CreateOpportunity(attachments=[AttachmentIn(url="u", filename="f")]),
+            {"attachments": [{"url": "u", "filename": "f"}]},
+            id="attachments",
+        ),
+    ],
+)
+def test_encode_create(item: CreateOpportunity, expected: dict[str, Any]) -> None:
+    assert json.loads(encode_create(item)) == expected
+
+
+def test_encode_does_not_touch_the_callers_object() -> None:
+    item = CreateOpportunity(value=1, custom={"cf_a": 1})
+    encode_create(item)
+    assert item.custom == {"cf_a": 1}
+
+
+def test_unserializable_custom_value_is_invalid_input() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        encode_create(CreateOpportunity(custom={"cf_a": object()}))
+    assert info.value.field == "custom"

@@ -2,20 +2,18 @@
 
 Custom fields travel as flat ``"custom.cf_<id>"`` keys that no static model can declare, and a
 msgspec Struct silently drops keys it does not declare. Decoding twice (once to a dict to find them)
-costs 3-4x. Instead we learn the custom keys seen so far and decode with a Struct type that declares
-them (built once per key set and cached), so a response is decoded in one pass. A cheap count proves
-nothing was dropped: every ``custom.`` key in the payload contributes one ``"custom.`` to the raw
-bytes, so if the fields we captured match that count, we have them all. Anything else (a new key,
-a string value containing ``"custom.``, escaped key characters) takes the slower, exact path, which
-also learns the new keys so the next payload is fast again.
+costs 3-4x. Instead we learn the top-level keys seen so far that no model declares, and decode with
+a Struct type that declares them all (built once per key set and cached), in one pass. That type
+forbids unknown keys, which proves for free that nothing was dropped: a key we have not seen yet,
+however it is spelled (escaped, inside a nested object or not), makes the decode fail, and the
+payload takes the exact path instead: decoded to a dict as well, keys learned, so the next payload
+of that shape is fast again. Key names inside string values never matter: they are not keys.
 """
 
 from __future__ import annotations
 
-import operator
-import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, TypeVar, Union
 
 import msgspec
 
@@ -26,12 +24,11 @@ OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
 
 _encoder = msgspec.json.Encoder()
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
+# What msgspec can raise on bad input: besides its own errors, invalid UTF-8 inside a string and
+# pathological nesting surface as these.
+_MSGSPEC_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _UNSET = msgspec.UNSET
 _PREFIX = "custom."
-_MARKER = b'"custom.'
-# json.dumps (Close's encoder) never escapes printable ASCII; if a payload does, a key could be
-# spelled without the literal marker, so such payloads take the exact path.
-_ESCAPED_ASCII = re.compile(rb"\\u00[2-7][0-9a-fA-F]")
 # Learning is bounded so a stream of ever-new keys cannot grow memory without limit.
 MAX_LEARNED_KEYS = 2000
 
@@ -51,112 +48,163 @@ def encode_create(item: CreateOpportunity) -> bytes:
 
 
 class _FastType:
-    """One Struct type declaring a set of learned custom keys, and what reads them back."""
+    """Struct types declaring every key seen so far (and so every custom field), for one base.
 
-    def __init__(self, base: type[Opportunity], keys: tuple[str, ...], generation: int) -> None:
-        self.generation = generation
+    ``strict`` forbids unknown keys: that is how the fast path proves it dropped nothing, at no
+    cost (an undeclared key, custom or not, escaped or not, makes msgspec raise). This is not a
+    strict *response* model: on that error the decoder takes the exact path, which accepts the
+    unknown key and learns it, so unknown fields still always decode.
+    """
+
+    def __init__(self, base: type[Opportunity], keys: Iterable[str]) -> None:
         base_fields = msgspec.structs.fields(base)
         declared = {f.encode_name for f in base_fields}
-        # Custom fields a user declared on a subclass (typed custom fields); Close omits empty
-        # custom fields, so one holding its default is taken as absent (at worst: the exact path).
-        self.typed = [
-            (f.name, f.default, f.encode_name[len(_PREFIX) :])
-            for f in base_fields
-            if f.encode_name.startswith(_PREFIX)
-        ]
+        # Typed custom fields a user declared on a subclass are declared again here with an
+        # UNSET default, to tell "absent" from "present with the default value".
+        typed = [f for f in base_fields if f.encode_name.startswith(_PREFIX)]
+        self.typed = [(f.name, f.default, f.default_factory) for f in typed]
         keys = tuple(k for k in keys if k not in declared)
         attrs = [_attr_name(k, i, base) for i, k in enumerate(keys)]
-        fields = [(a, Any, _UNSET) for a in attrs]
-        self.type: type[Any] = msgspec.defstruct(
+        fields: list[tuple[str, Any, Any]] = [(a, Any, _UNSET) for a in attrs]
+        fields += [
+            (
+                f.name,
+                Union[f.type, msgspec.UnsetType],  # noqa: UP007 (f.type may be a typing form)
+                msgspec.field(default=_UNSET, name=f.encode_name),
+            )
+            for f in typed
+        ]
+        lenient = msgspec.defstruct(
             base.__name__,
             fields,
             bases=(base,),
             rename=dict(zip(attrs, keys, strict=True)),
             kw_only=True,
+            dict=True,  # room for the custom dict, built on first access
             module=base.__module__,
         )
-        self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(self.type)
-        self.ids = tuple(k[len(_PREFIX) :] for k in keys)
-        self.keys = frozenset(keys)
-        getter: Callable[[Any], Any] = operator.attrgetter(*attrs) if attrs else lambda _: ()
-        # attrgetter of one name returns the value itself, not a 1-tuple.
-        self.values = (lambda o: (getter(o),)) if len(attrs) == 1 else getter
+        # The strict type also requires a non-empty id, so that check costs nothing either.
+        strict = msgspec.defstruct(
+            base.__name__,
+            [("id", Annotated[str, msgspec.Meta(min_length=1)])],
+            bases=(lenient,),
+            kw_only=True,
+            forbid_unknown_fields=True,
+            module=base.__module__,
+        )
+        lenient._close_base = strict._close_base = base  # type: ignore[attr-defined]
+        self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(strict)
+        self.lenient: msgspec.json.Decoder[Any] = msgspec.json.Decoder(lenient)
 
 
 def _attr_name(key: str, index: int, base: type[Opportunity]) -> str:
-    name = key[len(_PREFIX) :]
+    name = key[len(_PREFIX) :] if key.startswith(_PREFIX) else ""
     if name.isidentifier() and not hasattr(base, name):
         return name  # shows as cf_... in reprs, which is what users recognise
-    return f"custom_field_{index}"
+    return f"extra_field_{index}"
 
 
 class OpportunityDecoder:
     """Decodes Opportunity responses (or a subclass with typed custom fields) in one pass."""
 
     def __init__(self) -> None:
-        self._learned: dict[str, None] = {}  # insertion-ordered set of "custom.cf_*" keys
-        self._generation = 0  # bumped whenever a key is learned, to rebuild the fast types
+        # Insertion-ordered set of the top-level keys seen that no model declares: custom.*
+        # keys, and fields Close added after this release (declared only to be skipped).
+        self._learned: dict[str, None] = {}
         self._fast: dict[type[Opportunity], _FastType] = {}
+        # By target type: msgspec's own bound decode method (or, for typed custom fields, a
+        # small wrapper), so that the hot path adds a single Python call to msgspec's work.
+        self._decoders: dict[type[Opportunity], Callable[[bytes | str], Any]] = {}
+        # Types for payloads whose keys could not be learned any more (the bound was reached).
+        self._overflow: dict[tuple[type[Opportunity], frozenset[str]], _FastType] = {}
 
     def decode(self, data: bytes | str, type: type[OpportunityT] = Opportunity) -> OpportunityT:  # type: ignore[assignment]
-        raw = data.encode() if isinstance(data, str) else data
-        fast = self._fast_type(type)
+        """Decode one Opportunity JSON document, keeping every ``custom.*`` key in ``.custom``.
+
+        Pass ``type=`` a subclass of :class:`Opportunity` with fields renamed to
+        ``custom.cf_...`` to get those custom fields as typed attributes (also in ``.custom``).
+        Raises :class:`~close_async.DecodeError` (keeping the raw body) if it is not an
+        Opportunity.
+        """
         try:
-            opp: OpportunityT = fast.decoder.decode(raw)
-        except msgspec.DecodeError as exc:  # also ValidationError
+            return self._decoders[type](data)  # type: ignore[no-any-return]
+        except KeyError:
+            pass  # first use of this type, or keys were learned since
+        except _MSGSPEC_ERRORS:  # also an undeclared key, or a missing or empty id
+            return self._decode_exact(_bytes(data), type)
+        self._fast_type(type)
+        return self.decode(data, type)
+
+    def _decode_exact(self, raw: bytes, type: type[OpportunityT]) -> OpportunityT:
+        try:
+            fields = _dict_decoder.decode(raw)
+        except _MSGSPEC_ERRORS as exc:
+            raise DecodeError(f"response is not an Opportunity: {exc}", body=raw) from exc
+        declared = {f.encode_name for f in msgspec.structs.fields(type)}
+        unknown = [k for k in fields if k not in declared and k not in self._learned]
+        learnable = unknown[: max(0, MAX_LEARNED_KEYS - len(self._learned))]
+        if learnable:
+            self._learned.update(dict.fromkeys(learnable))
+            self._fast.clear()
+            self._decoders.clear()
+        fast = self._fast_type(type)
+        if len(learnable) < len(unknown):
+            keys = frozenset(k for k in fields if k not in declared)
+            fast = self._overflow.get((type, keys)) or _FastType(type, keys)
+            if len(self._overflow) < 64:
+                self._overflow[(type, keys)] = fast
+        try:
+            opp: OpportunityT = fast.lenient.decode(raw)
+        except _MSGSPEC_ERRORS as exc:
             raise DecodeError(f"response is not an Opportunity: {exc}", body=raw) from exc
         if not opp.id:
             raise DecodeError("response is not an Opportunity: it has no id", body=raw)
-        values = fast.values(opp)
-        missing = values.count(_UNSET)
-        custom = (
-            dict(zip(fast.ids, values, strict=True))
-            if not missing
-            else {i: v for i, v in zip(fast.ids, values, strict=True) if v is not _UNSET}
-        )
-        for name, default, field_id in fast.typed:
-            value = getattr(opp, name)
-            if value != default:
-                custom[field_id] = value
-        if len(custom) == raw.count(_MARKER) and (
-            b"\\u00" not in raw or not _ESCAPED_ASCII.search(raw)
-        ):
-            opp.custom = custom
-            return opp
-        return self._decode_exact(raw, type)
-
-    def _decode_exact(self, raw: bytes, type: type[OpportunityT]) -> OpportunityT:
-        opp: OpportunityT
-        # The fast decode succeeded, so this is a JSON object of the right shape.
-        fields = _dict_decoder.decode(raw)
-        custom = {k[len(_PREFIX) :]: v for k, v in fields.items() if k.startswith(_PREFIX)}
-        for key in fields:
-            if (
-                key.startswith(_PREFIX)
-                and key not in self._learned
-                and len(self._learned) < MAX_LEARNED_KEYS
-            ):
-                self._learned[key] = None
-                self._generation += 1
-        opp = self._fast_type(type).decoder.decode(raw)
-        opp.custom = custom
+        if fast.typed:
+            _fill_typed(opp, fast)
         return opp
 
     def _fast_type(self, type: type[Opportunity]) -> _FastType:
         fast = self._fast.get(type)
-        if fast is None or fast.generation != self._generation:
-            fast = self._fast[type] = _FastType(type, tuple(self._learned), self._generation)
+        if fast is None:
+            fast = self._fast[type] = _FastType(type, self._learned)
+            if fast.typed:
+                decode = fast.decoder.decode
+                self._decoders[type] = lambda data: _fill_typed(decode(data), fast)
+            else:
+                self._decoders[type] = fast.decoder.decode
         return fast
+
+
+def _fill_typed(opp: OpportunityT, fast: _FastType) -> OpportunityT:
+    """Give absent typed custom fields their declared default, and remember they were absent."""
+    absent = []
+    for name, default, factory in fast.typed:
+        if getattr(opp, name) is _UNSET:
+            absent.append(name)
+            if default is not msgspec.NODEFAULT:
+                setattr(opp, name, default)
+            elif factory is not msgspec.NODEFAULT:
+                setattr(opp, name, factory())
+            else:
+                raise DecodeError(
+                    f"response is not an Opportunity: missing required custom field {name!r}",
+                    body=msgspec.json.encode(opp),
+                )
+    if absent:
+        opp.__dict__["_absent"] = absent
+    return opp
+
+
+def _bytes(data: bytes | str) -> bytes:
+    return data.encode() if isinstance(data, str) else data
 
 
 _decoder = OpportunityDecoder()
 
 
-def decode_opportunity(data: bytes | str, type: type[OpportunityT] = Opportunity) -> OpportunityT:  # type: ignore[assignment]
-    """Decode one Opportunity JSON document, keeping every ``custom.*`` key in ``.custom``.
-
-    Pass ``type=`` a subclass of :class:`Opportunity` with fields renamed to ``custom.cf_...``
-    to get those custom fields as typed attributes (they are in ``.custom`` too).
-    Raises :class:`~close_async.DecodeError` (keeping the raw body) if it is not an Opportunity.
-    """
-    return _decoder.decode(data, type)
+#: Decode one Opportunity JSON document (``bytes`` or ``str``), keeping every ``custom.*`` key in
+#: ``.custom``. Pass ``type=`` a subclass of :class:`Opportunity` with fields renamed to
+#: ``custom.cf_...`` to get those custom fields as typed attributes (they are in ``.custom`` too).
+#: Raises :class:`~close_async.DecodeError` (keeping the raw body) if it is not an Opportunity.
+#: (The decoder's own bound method, so the hot path costs one call, not two.)
+decode_opportunity = _decoder.decode

@@ -10,6 +10,7 @@ raises :class:`~close_async.InvalidInputError` naming the field and the value.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any, Literal, TypeAlias
 
 import msgspec
@@ -224,6 +225,10 @@ class Opportunity(CloseModel, kw_only=True):
     ``custom`` holds every ``custom.*`` key of the response, keyed without the prefix (Close omits
     empty custom fields). Subclass it with fields renamed to ``custom.cf_...`` for typed custom
     fields: see ``decode_opportunity``.
+
+    Instances from the decoder are of a subclass (same name) that also declares the custom keys
+    seen so far, which is what lets one pass keep them all. ``isinstance`` checks, pickling and
+    ``msgspec.json.encode`` (which writes the flat ``custom.*`` keys back) work as usual.
     """
 
     id: str = ""
@@ -265,4 +270,61 @@ class Opportunity(CloseModel, kw_only=True):
     lead_primary_phone: list[ContactPhone] | None = None
     integration_links: list[IntegrationLink] = []
     attachments: list[Attachment] = []
-    custom: dict[str, Any] = {}
+
+    @property
+    def custom(self) -> dict[str, Any]:
+        """Every ``custom.*`` key of the response, keyed by field id (``cf_...``).
+
+        Built on first access (most code never reads it, and building it costs a fifth of a
+        decode) and then kept, so changes to it stay on the object.
+        """
+        cache: dict[str, Any] | None = getattr(self, "__dict__", None)
+        if cache is None:
+            return _read_custom(self, ())
+        custom: dict[str, Any] | None = cache.get("_custom")
+        if custom is None:
+            custom = cache["_custom"] = _read_custom(self, cache.get("_absent", ()))
+        return custom
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Decoded instances are of a generated class that pickle cannot look up by name: rebuild
+        # them through the decoder from the class the user knows.
+        base = getattr(type(self), "_close_base", type(self))
+        data = msgspec.to_builtins(self)
+        absent = getattr(self, "__dict__", {}).get("_absent", ())
+        for field in msgspec.structs.fields(self):
+            if field.name in absent:  # a typed custom field that the payload did not have
+                data.pop(field.encode_name, None)
+        return (_restore, (base, msgspec.json.encode(data)))
+
+    def __copy__(self) -> Opportunity:
+        # msgspec's own __copy__ would not carry which typed custom fields were absent.
+        restore, args = self.__reduce__()
+        clone: Opportunity = restore(*args)
+        return clone
+
+
+_CUSTOM_PREFIX = "custom."
+_custom_attrs: dict[type[Opportunity], tuple[tuple[str, str], ...]] = {}
+
+
+def _read_custom(opp: Opportunity, absent: Collection[str]) -> dict[str, Any]:
+    cls = type(opp)
+    attrs = _custom_attrs.get(cls)
+    if attrs is None:
+        attrs = _custom_attrs[cls] = tuple(
+            (f.name, f.encode_name[len(_CUSTOM_PREFIX) :])
+            for f in msgspec.structs.fields(cls)
+            if f.encode_name.startswith(_CUSTOM_PREFIX)
+        )
+    return {
+        field_id: value
+        for name, field_id in attrs
+        if name not in absent and (value := getattr(opp, name)) is not UNSET
+    }
+
+
+def _restore(cls: type[Opportunity], raw: bytes) -> Opportunity:
+    from ._codec import decode_opportunity
+
+    return decode_opportunity(raw, cls)

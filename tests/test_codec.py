@@ -120,7 +120,8 @@ def test_not_an_opportunity_keeps_raw_body(body: bytes) -> None:
 # --- learning custom keys: correct under new, removed, and look-alike keys -----------------------
 
 
-def _doc(custom: dict[str, Any], **extra: Any) -> bytes:
+def _doc(fields: dict[str, Any], /, **extra: Any) -> bytes:
+    custom = fields
     payload: dict[str, Any] = {"id": "oppo_1", "note": "n"}
     payload.update({f"custom.{k}": v for k, v in custom.items()})
     payload.update(extra)
@@ -286,3 +287,91 @@ def test_unserializable_custom_value_is_invalid_input() -> None:
     with pytest.raises(InvalidInputError) as info:
         encode_create(CreateOpportunity(custom={"cf_a": object()}))
     assert info.value.field == "custom"
+
+
+# --- the decoded object ---------------------------------------------------------------------------
+
+
+def test_custom_is_built_once_and_keeps_changes() -> None:
+    opp = decode_opportunity(_doc({"cf_a": 1}))
+    opp.custom["cf_a"] = 2
+    assert opp.custom == {"cf_a": 2}
+    assert opp.custom is opp.custom
+
+
+def test_encoding_writes_the_flat_keys_back() -> None:
+    raw = _doc({"cf_a": 1, "cf_b": ["x"]})
+    again = msgspec.json.decode(msgspec.json.encode(decode_opportunity(raw)))
+    assert again["custom.cf_a"] == 1
+    assert again["custom.cf_b"] == ["x"]
+    assert "custom" not in again
+
+
+@pytest.mark.parametrize("cls", [Opportunity, Tiered], ids=["plain", "typed"])
+def test_pickle_and_copy_round_trip(cls: type[Opportunity]) -> None:
+    import copy
+    import pickle
+
+    opp = decode_opportunity(_doc({"cf_tier": "Gold", "cf_other": [1]}), cls)
+    for clone in (pickle.loads(pickle.dumps(opp)), copy.deepcopy(opp), copy.copy(opp)):
+        assert isinstance(clone, cls)
+        assert clone.custom == opp.custom
+        assert msgspec.json.encode(clone) == msgspec.json.encode(opp)
+
+
+def test_deprecated_custom_object_is_not_taken_for_field_ids() -> None:
+    decoder = OpportunityDecoder()
+    for _ in range(2):
+        opp = decoder.decode(_doc({"cf_a": 1}, **{"custom": {"Tier": "Gold"}}))
+        assert opp.custom == {"cf_a": 1}
+
+
+def test_unknown_top_level_fields_are_learned_and_skipped() -> None:
+    decoder = OpportunityDecoder()
+    raw = _doc({"cf_a": 1}, shiny_new_field={"deep": [1, 2]})
+    first = decoder.decode(raw)
+    assert Opportunity in decoder._decoders or not decoder._decoders
+    second = decoder.decode(raw)
+    assert first.custom == second.custom == {"cf_a": 1}
+    assert "shiny_new_field" in decoder._learned
+
+
+def test_over_the_learning_bound_each_payload_is_still_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("close_async._codec.MAX_LEARNED_KEYS", 2)
+    decoder = OpportunityDecoder()
+    for n in (5, 3, 8, 5):
+        custom = {f"cf_{i}": i for i in range(n)}
+        assert decoder.decode(_doc(custom)).custom == custom
+
+
+def test_required_typed_custom_field_missing_is_a_decode_error() -> None:
+    class Strict(Opportunity, kw_only=True):
+        tier: str = msgspec.field(name="custom.cf_tier")
+
+    with pytest.raises(DecodeError, match=r"cf_tier|tier"):
+        decode_opportunity(_doc({}), Strict)
+    assert decode_opportunity(_doc({"cf_tier": "x"}), Strict).tier == "x"
+
+
+def test_typed_custom_field_with_a_default_factory() -> None:
+    class Multi(Opportunity, kw_only=True):
+        choices: list[str] = msgspec.field(default_factory=list, name="custom.cf_choices")
+
+    opp = decode_opportunity(_doc({}), Multi)
+    assert opp.choices == []
+    assert opp.custom == {}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"id": "", "note": "x"}', id="empty-id"),
+        pytest.param(b'{"id": "oppo_1", "note": "\xc3"}', id="invalid-utf8-in-string"),
+        pytest.param(b"[" * 100_000, id="deep-nesting"),
+    ],
+)
+def test_more_bodies_that_are_not_opportunities(body: bytes) -> None:
+    with pytest.raises(DecodeError):
+        OpportunityDecoder().decode(body)

@@ -26,7 +26,7 @@ from ._exceptions import (
 from ._limiter import Limiter
 from ._opportunities import Opportunities
 from ._pacer import Pacer
-from ._ratelimit import parse_rate_limit, retry_after
+from ._ratelimit import RateLimitInfo, parse_rate_limit, retry_after
 from ._retry import RetryPolicy
 
 
@@ -179,6 +179,8 @@ class AsyncCloseClient:
             status: int | None = None
             headers: Mapping[str, str] = {}
             payload = b""
+            info: RateLimitInfo | None = None
+            wait: float | None = None
             try:
                 if on_send is not None:
                     on_send()
@@ -192,15 +194,23 @@ class AsyncCloseClient:
             except Exception as exc:
                 raise _connection_error(exc) from exc
             finally:
-                if window is not None:
-                    info = parse_rate_limit(headers) if status is not None else None
+                if status is not None:
+                    info = parse_rate_limit(headers)
                     wait = retry_after(headers, payload) if status == 429 else None
+                if window is not None:
                     window.release(ticket, info, status=status, pause=wait)
         assert status is not None  # the request above either answered or raised
+        if status == 429 or (info is not None and info.remaining == 0):
+            await self._share_pause(wait if wait is not None else info.reset if info else None)
         if 200 <= status < 300:
             return payload
-        wait = retry_after(headers, payload) if status == 429 else None
         raise error_for_status(status, headers, payload, retry_after=wait)
+
+    async def _share_pause(self, seconds: float | None) -> None:
+        """Tell a limiter that can pause (a shared one, say) that the window is spent."""
+        pause = getattr(self.limiter, "pause", None)
+        if pause is not None and seconds is not None and seconds > 0:
+            await pause(seconds)
 
 
 def _connection_error(exc: Exception) -> CloseError:

@@ -478,3 +478,43 @@ async def test_limiter_is_used(close_server: FakeCloseServer) -> None:
     async with AsyncCloseClient("k", base_url=close_server.base_url, limiter=Counting()) as close:
         await asyncio.gather(*(close.opportunities.create() for _ in range(3)))
     assert calls == 3
+
+
+async def test_a_limiter_that_can_pause_hears_about_a_spent_window(mock_http: aioresponses) -> None:
+    pauses: list[float] = []
+
+    class Pausing:
+        async def acquire(self) -> None:
+            return None
+
+        async def __aenter__(self) -> None:
+            return None
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            return None
+
+        async def pause(self, seconds: float) -> None:
+            pauses.append(seconds)
+
+    mock_http.post(
+        URL,
+        status=200,
+        body=b'{"id": "oppo_1"}',
+        headers={"RateLimit": "limit=5, remaining=3, reset=2"},
+    )
+    mock_http.post(
+        URL,
+        status=200,
+        body=b'{"id": "oppo_2"}',
+        headers={"RateLimit": "limit=5, remaining=0, reset=1.5"},
+    )
+    mock_http.post(URL, status=429, body=b"", headers={"Retry-After": "0"})
+    mock_http.post(
+        URL, status=429, body=b"", headers={"RateLimit": "limit=5, remaining=0, reset=0.01"}
+    )
+    mock_http.post(URL, status=200, body=b'{"id": "oppo_3"}')
+    async with AsyncCloseClient("k", limiter=Pausing(), pace_from_headers=False) as close:
+        await close.opportunities.create()
+        await close.opportunities.create()
+        await close.opportunities.create()
+    assert pauses == [1.5, 0.01]  # remaining=0, then the 429 that named its wait (0 s is no pause)

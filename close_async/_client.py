@@ -156,8 +156,22 @@ class AsyncCloseClient:
     ) -> bytes:
         """Send one API request with retries, pacing and limits; the body of the 2xx response."""
         url = self.base_url + path
-        retrying = self.retry_policy.retrying()
-        result: bytes = await retrying(self._attempt, method, url, body, group, on_send)
+        try:
+            # Most requests succeed at once: only a failure pays for building the retry machinery
+            # (tenacity's per-call set-up is most of a request's client-side cost otherwise).
+            return await self._attempt(method, url, body, group, on_send)
+        except CloseError as exc:
+            first: CloseError = exc
+        replayed = False
+
+        async def attempt() -> bytes:
+            nonlocal replayed
+            if not replayed:  # tenacity's attempt 1 is the failure we already had
+                replayed = True
+                raise first
+            return await self._attempt(method, url, body, group, on_send)
+
+        result: bytes = await self.retry_policy.retrying()(attempt)
         return result
 
     async def _attempt(

@@ -12,6 +12,7 @@ of that shape is fast again. Key names inside string values never matter: they a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar, Union
 
@@ -27,6 +28,7 @@ _dict_decoder = msgspec.json.Decoder(dict[str, Any])
 # What msgspec can raise on bad input: besides its own errors, invalid UTF-8 inside a string and
 # pathological nesting surface as these.
 _MSGSPEC_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_UNDECLARABLE = re.compile(r'[\\"\x00-\x1f]')
 _UNSET = msgspec.UNSET
 _PREFIX = "custom."
 # Learning is bounded so a stream of ever-new keys cannot grow memory without limit.
@@ -142,6 +144,10 @@ class OpportunityDecoder:
             raise DecodeError(f"response is not an Opportunity: {exc}", body=raw) from exc
         declared = {f.encode_name for f in msgspec.structs.fields(type)}
         unknown = [k for k in fields if k not in declared and k not in self._learned]
+        # msgspec cannot declare a key holding a quote, a backslash or a control character:
+        # such a key is never learned, and its payloads always take this exact path.
+        odd = [k for k in unknown if _UNDECLARABLE.search(k)]
+        unknown = [k for k in unknown if k not in odd]
         learnable = unknown[: max(0, MAX_LEARNED_KEYS - len(self._learned))]
         if learnable:
             self._learned.update(dict.fromkeys(learnable))
@@ -149,7 +155,7 @@ class OpportunityDecoder:
             self._decoders.clear()
         fast = self._fast_type(type)
         if len(learnable) < len(unknown):
-            keys = frozenset(k for k in fields if k not in declared)
+            keys = frozenset(k for k in fields if k not in declared and k not in odd)
             fast = self._overflow.get((type, keys)) or _FastType(type, keys)
             if len(self._overflow) < 64:
                 self._overflow[(type, keys)] = fast
@@ -161,6 +167,10 @@ class OpportunityDecoder:
             raise DecodeError("response is not an Opportunity: it has no id", body=raw)
         if fast.typed:
             _fill_typed(opp, fast)
+        if any(k.startswith(_PREFIX) for k in odd):  # not declared, so not readable from fields
+            opp.__dict__["_custom"] = {
+                k[len(_PREFIX) :]: v for k, v in fields.items() if k.startswith(_PREFIX)
+            }
         return opp
 
     def _fast_type(self, type: type[Opportunity]) -> _FastType:

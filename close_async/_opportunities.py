@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
+from ._bulk import Item, guarded, run_pool, to_create
 from ._codec import decode_opportunity, encode_create
-from ._exceptions import DecodeError, InvalidInputError
+from ._exceptions import CloseError, DecodeError, InvalidInputError
 from .models import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
 
 if TYPE_CHECKING:
@@ -19,6 +22,8 @@ _UNSET: Any = msgspec.UNSET
 _PATH = "opportunity/"
 # Close limits each endpoint group separately; this is ours for creates.
 GROUP = "POST opportunity"
+# Creates in flight at once in bulk; the pacer and the connection pool bound them further.
+DEFAULT_CONCURRENCY = 50
 
 
 class Opportunities:
@@ -124,12 +129,63 @@ class Opportunities:
             raise InvalidInputError("item", item, "pass a CreateOpportunity or keywords, not both")
         return await self._send(item, response_type=response_type)
 
+    def stream_create(
+        self,
+        items: Iterable[Item] | AsyncIterable[Item],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
+        on_send: Callable[[int], None] | None = None,
+    ) -> AsyncIterator[tuple[int, OpportunityT | CloseError]]:
+        """Create one opportunity per item, yielding ``(index, result)`` as each finishes.
+
+        For inputs too big to hold: items are read only as workers free up, so memory stays
+        bounded by ``concurrency``. A failed item yields its :class:`CloseError` instead of
+        raising (check ``may_have_succeeded``). Items are :class:`CreateOpportunity` or dicts in
+        Close's wire format (flat ``custom.cf_*`` keys allowed). ``on_send(index)`` is called
+        each time an item's request really leaves (after any wait for the rate limit), which is
+        what a journal needs to tell "never sent" from "outcome unknown".
+        """
+
+        async def work(index: int, item: Item) -> OpportunityT | CloseError:
+            try:
+                create = to_create(item)
+            except CloseError as exc:
+                return exc
+            hook = None if on_send is None else functools.partial(on_send, index)
+            return await guarded(self._send(create, response_type=response_type, on_send=hook))
+
+        return run_pool(items, work, concurrency=concurrency)
+
+    async def create_many(
+        self,
+        items: Iterable[Item] | AsyncIterable[Item],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
+        on_result: Callable[[int, OpportunityT | CloseError], None] | None = None,
+    ) -> list[OpportunityT | CloseError]:
+        """Create one opportunity per item; results in input order, a failed item holding its
+        error instead of raising, so one bad row loses nothing.
+
+        At most ``concurrency`` creates run at once. ``on_result(index, result)`` is called as
+        each finishes (to drive a progress display). For inputs too big to keep every result,
+        use :meth:`stream_create`.
+        """
+        results: dict[int, OpportunityT | CloseError] = {}
+        stream = self.stream_create(items, concurrency=concurrency, response_type=response_type)
+        async for index, result in stream:
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
+        return [results[i] for i in range(len(results))]
+
     async def _send(
         self,
         item: CreateOpportunity,
         *,
         response_type: type[OpportunityT],
-        on_send: Any = None,
+        on_send: Callable[[], None] | None = None,
     ) -> OpportunityT:
         """Encode, send with retries, decode: the create pipeline shared by create and bulk."""
         body = encode_create(item)

@@ -33,6 +33,9 @@ logger = logging.getLogger("close_async")
 
 # Fallback pause after a 429 that says nothing about when to come back.
 _UNKNOWN_PAUSE = 1.0
+# A cold-start probe that has had no answer for this long may be hanging: let another one go,
+# rather than hold every request until the probe's own timeout.
+PROBE_PATIENCE = 1.0
 
 
 class Window:
@@ -49,6 +52,7 @@ class Window:
         self._window_len = 0.0  # longest reset seen: the window's length, roughly
         self._in_flight: list[int] = []  # send sequence numbers, ascending
         self._seq = 0
+        self._probe_at = 0.0  # when the last cold-start probe left
         self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -134,8 +138,8 @@ class Window:
             return False
         if self.unpaced:
             return True
-        if self.limit is None:
-            return not self._in_flight  # cold start: one probe at a time
+        if self.limit is None:  # cold start: one probe at a time, unless it seems stuck
+            return not self._in_flight or now >= self._probe_at + PROBE_PATIENCE
         if self.reset_at is not None and now >= self.reset_at:
             self.available = self.limit - len(self._in_flight)
             self.passed_reset, self.reset_at = self.reset_at, None
@@ -145,6 +149,8 @@ class Window:
         return self.available > 0
 
     def _grant(self) -> int:
+        if self.limit is None and not self.unpaced:
+            self._probe_at = asyncio.get_running_loop().time()
         self._seq += 1
         self._in_flight.append(self._seq)
         self.available -= 1
@@ -172,6 +178,8 @@ class Window:
         loop = asyncio.get_running_loop()
         now = loop.time()
         when = self.paused_until if self.paused_until > now else self.reset_at
+        if self.limit is None and not self.unpaced and self.paused_until <= now:
+            when = self._probe_at + PROBE_PATIENCE
         if when is not None and when > now:
             self._timer = loop.call_at(when, self._on_timer)
         elif self.paused_until <= now and self.reset_at is not None:

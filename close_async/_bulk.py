@@ -1,0 +1,144 @@
+"""Many creates at once: input conversion, and a bounded pool of workers.
+
+Memory stays bounded by ``concurrency``, not by the input: items are pulled from the input only
+when a worker is free, and finished results wait in a queue of ``concurrency`` places.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
+from typing import Any, TypeVar, Union
+
+from ._exceptions import CloseError, InvalidInputError
+from .models import AttachmentIn, CreateOpportunity
+
+T = TypeVar("T")
+Item = Union[CreateOpportunity, Mapping[str, Any]]  # noqa: UP007 (a runtime alias)
+
+_FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
+_PREFIX = "custom."
+
+
+def to_create(item: Item) -> CreateOpportunity:
+    """A :class:`CreateOpportunity` from one input item: the model itself, or a dict in Close's
+    wire format (flat ``custom.cf_*`` keys, ISO date strings). Bad input raises
+    :class:`InvalidInputError` naming the field and the value."""
+    if isinstance(item, CreateOpportunity):
+        return item
+    if not isinstance(item, Mapping):
+        raise InvalidInputError("item", item, "must be a CreateOpportunity or a dict")
+    fields: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    for key, value in item.items():
+        if isinstance(key, str) and key.startswith(_PREFIX):
+            custom[key[len(_PREFIX) :]] = value
+        elif key == "custom" and isinstance(value, Mapping):
+            custom.update(value)
+        elif key in _FIELDS:
+            fields[key] = _wire_value(key, value)
+        else:
+            raise InvalidInputError(str(key), value, "is not a field of an opportunity")
+    return CreateOpportunity(**fields, custom=custom)
+
+
+def _wire_value(key: str, value: Any) -> Any:
+    if key in ("date_won", "date_created") and isinstance(value, str):
+        try:
+            if len(value) == 10:
+                return dt.date.fromisoformat(value)
+            # Python 3.10's fromisoformat does not read a trailing Z.
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInputError(key, value, "must be an ISO date or date-time") from None
+    if key == "attachments" and isinstance(value, list):
+        try:
+            return [AttachmentIn(**a) if isinstance(a, Mapping) else a for a in value]
+        except TypeError as exc:
+            raise InvalidInputError(key, value, f"each needs url and filename ({exc})") from None
+    return value
+
+
+async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncGenerator[T, None]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+async def run_pool(
+    items: Iterable[T] | AsyncIterable[T],
+    work: Callable[[int, T], Awaitable[Any]],
+    *,
+    concurrency: int,
+) -> AsyncIterator[tuple[int, Any]]:
+    """Yield ``(index, work(index, item))`` as each finishes, ``concurrency`` at a time.
+
+    ``work`` must not raise for a failed item: it returns the failure. Closing the iterator early
+    cancels the work still running.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidInputError("concurrency", concurrency, "must be an integer >= 1")
+    source = _aiter(items)
+    pull = asyncio.Lock()  # an async generator must not be advanced by two tasks at once
+    done: asyncio.Queue[tuple[int, Any] | _Failed | None] = asyncio.Queue(maxsize=concurrency)
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        try:
+            while True:
+                async with pull:
+                    try:
+                        item = await source.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    index, next_index = next_index, next_index + 1
+                await done.put((index, await work(index, item)))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the input's own iterator failed: stop everything
+            await done.put(_Failed(exc))
+            return
+        await done.put(None)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    running = len(workers)
+    try:
+        while running:
+            entry = await done.get()
+            if entry is None:
+                running -= 1
+            elif isinstance(entry, _Failed):
+                raise entry.exc
+            else:
+                yield entry
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await source.aclose()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def guarded(call: Awaitable[T]) -> T | CloseError:
+    """The result, or the CloseError it failed with: one bad row must not stop the others."""
+    try:
+        return await call
+    except CloseError as exc:
+        return exc

@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
 import msgspec
 
 from ._client import AsyncCloseClient
-from ._constants import API_KEY_ENV, DEFAULT_BASE_URL, __version__
+from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, __version__
 from ._exceptions import CloseError, InvalidInputError
 from ._importer import ImportSummary, run_import
 from ._journal import Journal
@@ -37,7 +37,7 @@ _EPILOG = (
 @click.version_option(__version__, prog_name="close-async")
 @click.option(
     "--base-url",
-    envvar="CLOSE_BASE_URL",
+    envvar=BASE_URL_ENV,
     default=DEFAULT_BASE_URL,
     show_default=True,
     help="The API root (also $CLOSE_BASE_URL).",

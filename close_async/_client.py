@@ -42,7 +42,7 @@ class AsyncCloseClient:
         api_key: a Close API key (sent as HTTP Basic username with an empty password). Falls back
             to ``$CLOSE_API_KEY``.
         oauth_token: an OAuth access token instead of an API key (sent as ``Bearer``).
-        base_url: the API root.
+        base_url: the API root; falls back to ``$CLOSE_BASE_URL``, then Close's production API.
         timeout: seconds for one attempt, from sending to reading the whole response.
         max_retries: retries after the first attempt (see the retries page for what is retried).
         max_retry_wait: the longest server-requested wait we sleep through before raising.
@@ -59,7 +59,7 @@ class AsyncCloseClient:
         api_key: str | None = None,
         *,
         oauth_token: str | None = None,
-        base_url: str = const.DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeout: float = const.DEFAULT_TIMEOUT,
         max_retries: int = const.DEFAULT_MAX_RETRIES,
         max_retry_wait: float = const.DEFAULT_MAX_RETRY_WAIT,
@@ -71,6 +71,8 @@ class AsyncCloseClient:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._authorization = _authorization(api_key, oauth_token)
+        if base_url is None:
+            base_url = os.environ.get(const.BASE_URL_ENV) or const.DEFAULT_BASE_URL
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidInputError("base_url", base_url, "must be an http(s) URL")
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"

@@ -121,6 +121,13 @@ def full_opportunity(custom_fields: int = 20) -> dict[str, Any]:
     return payload
 
 
+@pytest.fixture(autouse=True)
+def _no_close_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's own Close credentials or API root."""
+    monkeypatch.delenv("CLOSE_API_KEY", raising=False)
+    monkeypatch.delenv("CLOSE_BASE_URL", raising=False)
+
+
 @pytest.fixture
 def response_2017() -> bytes:
     return msgspec.json.encode(RESPONSE_2017)

@@ -518,3 +518,10 @@ async def test_a_limiter_that_can_pause_hears_about_a_spent_window(mock_http: ai
         await close.opportunities.create()
         await close.opportunities.create()
     assert pauses == [1.5, 0.01]  # remaining=0, then the 429 that named its wait (0 s is no pause)
+
+
+def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOSE_BASE_URL", "http://127.0.0.1:9/api/v1")
+    assert AsyncCloseClient("k").base_url == "http://127.0.0.1:9/api/v1/"
+    monkeypatch.delenv("CLOSE_BASE_URL")
+    assert AsyncCloseClient("k").base_url == "https://api.close.com/api/v1/"

@@ -47,11 +47,19 @@ class Journal:
         self.path = Path(path)
         self.fsync = fsync
         self.rows: dict[int, RowState] = {}
+        torn = False
         if self.path.exists():
-            self._load()
+            torn = self._load()
         self._file: IO[bytes] = self.path.open("ab")
+        if torn:
+            # A kill mid-write left a last line with no newline: end it, or the next record
+            # would be glued onto it and lost to the next reader.
+            self._file.write(b"\n")
+            self._file.flush()
 
-    def _load(self) -> None:
+    def _load(self) -> bool:
+        """Read the records; True when the file ends in a torn (unterminated) line."""
+        line = b""
         with self.path.open("rb") as f:
             for line in f:
                 try:
@@ -62,6 +70,7 @@ class Journal:
                 previous = self.rows.get(row)
                 digest = record.get("digest") or (previous.digest if previous else None)
                 self.rows[row] = RowState(state, digest, record.get("id"), record.get("error"))
+        return bool(line) and not line.endswith(b"\n")
 
     def state(self, row: int) -> RowState | None:
         return self.rows.get(row)

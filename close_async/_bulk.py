@@ -30,9 +30,9 @@ _PREFIX = "custom."
 
 
 def to_create(item: Item) -> CreateOpportunity:
-    """A :class:`CreateOpportunity` from one input item: the model itself, or a dict in Close's
+    """A ``CreateOpportunity`` from one input item: the model itself, or a dict in Close's
     wire format (flat ``custom.cf_*`` keys, ISO date strings). Bad input raises
-    :class:`InvalidInputError` naming the field and the value."""
+    ``InvalidInputError`` naming the field and the value."""
     if isinstance(item, CreateOpportunity):
         return item
     if not isinstance(item, Mapping):
@@ -42,7 +42,9 @@ def to_create(item: Item) -> CreateOpportunity:
     for key, value in item.items():
         if isinstance(key, str) and key.startswith(_PREFIX):
             custom[key[len(_PREFIX) :]] = value
-        elif key == "custom" and isinstance(value, Mapping):
+        elif key == "custom":
+            if not isinstance(value, Mapping):
+                raise InvalidInputError("custom", value, "must be a dict of custom field ids")
             custom.update(value)
         elif key in _FIELDS:
             fields[key] = _wire_value(key, value)

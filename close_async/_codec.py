@@ -123,9 +123,9 @@ class OpportunityDecoder:
     def decode(self, data: bytes | str, type: type[OpportunityT] = Opportunity) -> OpportunityT:  # type: ignore[assignment]
         """Decode one Opportunity JSON document, keeping every ``custom.*`` key in ``.custom``.
 
-        Pass ``type=`` a subclass of :class:`Opportunity` with fields renamed to
+        Pass ``type=`` a subclass of ``Opportunity`` with fields renamed to
         ``custom.cf_...`` to get those custom fields as typed attributes (also in ``.custom``).
-        Raises :class:`~close_async.DecodeError` (keeping the raw body) if it is not an
+        Raises ``DecodeError`` (keeping the raw body) if it is not an
         Opportunity.
         """
         try:
@@ -212,9 +212,9 @@ def _bytes(data: bytes | str) -> bytes:
 _decoder = OpportunityDecoder()
 
 
-#: Decode one Opportunity JSON document (``bytes`` or ``str``), keeping every ``custom.*`` key in
-#: ``.custom``. Pass ``type=`` a subclass of :class:`Opportunity` with fields renamed to
-#: ``custom.cf_...`` to get those custom fields as typed attributes (they are in ``.custom`` too).
-#: Raises :class:`~close_async.DecodeError` (keeping the raw body) if it is not an Opportunity.
-#: (The decoder's own bound method, so the hot path costs one call, not two.)
 decode_opportunity = _decoder.decode
+"""Decode one Opportunity JSON document (``bytes`` or ``str``), keeping every ``custom.*`` key in
+``.custom``. Pass ``type=`` a subclass of ``Opportunity`` with fields renamed to ``custom.cf_...``
+to get those custom fields as typed attributes (they are in ``.custom`` too). Raises
+``DecodeError`` (keeping the raw body) if it is not an Opportunity. (It is the module decoder's own
+bound method, so the hot path costs one Python call, not two.)"""

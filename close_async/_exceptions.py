@@ -1,4 +1,4 @@
-"""Every error close-async raises, one tree rooted at :class:`CloseError`.
+"""Every error close-async raises, one tree rooted at ``CloseError``.
 
 ```
 CloseError                       base; every error has .may_have_succeeded: bool

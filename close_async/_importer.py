@@ -51,7 +51,7 @@ def _digest(text: str) -> str:
 
 
 def _jsonl_rows(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -69,7 +69,7 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
 
 
 def _csv_rows(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
@@ -150,7 +150,7 @@ async def run_import(
     def note(row: int, state: str, **fields: Any) -> None:
         if journal is not None and not dry_run:
             journal.record(row, state, **fields)
-        if output is not None:
+        if output is not None and state != "sending":  # outcomes only
             output.write(_encoder.encode({"row": row, "state": state, **fields}).decode() + "\n")
 
     def to_send() -> Iterator[dict[str, Any]]:

@@ -100,10 +100,10 @@ class Opportunities:
     ) -> Opportunity:
         """Create one opportunity; returns it as Close stored it.
 
-        Pass either a :class:`CreateOpportunity` or its fields as keywords. ``value`` is in cents;
+        Pass either a ``CreateOpportunity`` or its fields as keywords. ``value`` is in cents;
         ``custom`` maps custom field ids (``cf_...``) to values. Fields not given are not sent;
-        ``None`` is sent as null. Invalid input raises :class:`InvalidInputError` before anything
-        is sent. ``response_type`` may be a subclass of :class:`Opportunity` declaring typed
+        ``None`` is sent as null. Invalid input raises ``InvalidInputError`` before anything
+        is sent. ``response_type`` may be a subclass of ``Opportunity`` declaring typed
         custom fields.
         """
         fields: dict[str, Any] = {
@@ -140,8 +140,8 @@ class Opportunities:
         """Create one opportunity per item, yielding ``(index, result)`` as each finishes.
 
         For inputs too big to hold: items are read only as workers free up, so memory stays
-        bounded by ``concurrency``. A failed item yields its :class:`CloseError` instead of
-        raising (check ``may_have_succeeded``). Items are :class:`CreateOpportunity` or dicts in
+        bounded by ``concurrency``. A failed item yields its ``CloseError`` instead of
+        raising (check ``may_have_succeeded``). Items are ``CreateOpportunity`` or dicts in
         Close's wire format (flat ``custom.cf_*`` keys allowed). ``on_send(index)`` is called
         each time an item's request really leaves (after any wait for the rate limit), which is
         what a journal needs to tell "never sent" from "outcome unknown".
@@ -170,7 +170,7 @@ class Opportunities:
 
         At most ``concurrency`` creates run at once. ``on_result(index, result)`` is called as
         each finishes (to drive a progress display). For inputs too big to keep every result,
-        use :meth:`stream_create`.
+        use ``stream_create``.
         """
         results: dict[int, OpportunityT | CloseError] = {}
         stream = self.stream_create(items, concurrency=concurrency, response_type=response_type)

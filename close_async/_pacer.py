@@ -68,7 +68,7 @@ class Window:
         return len(self._in_flight)
 
     async def acquire(self) -> int:
-        """Wait until the window allows one more request; returns its ticket for :meth:`release`."""
+        """Wait until the window allows one more request; returns its ticket for ``release``."""
         if not self._waiters and self._can_send():
             return self._grant()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()

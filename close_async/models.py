@@ -1,10 +1,10 @@
 """Typed models of Close's opportunity payloads, as msgspec Structs.
 
-Every model derives from :class:`CloseModel`, which carries the options they share. Responses are
+Every model derives from ``CloseModel``, which carries the options they share. Responses are
 decoded leniently: every field has a default (real responses omit fields the OpenAPI schema calls
 required), unknown fields are ignored, and enums are open (a value Close adds tomorrow decodes as a
-plain ``str``). Requests are strict: :class:`CreateOpportunity` validates itself on construction and
-raises :class:`~close_async.InvalidInputError` naming the field and the value.
+plain ``str``). Requests are strict: ``CreateOpportunity`` validates itself on construction and
+raises ``InvalidInputError`` naming the field and the value.
 """
 
 from __future__ import annotations

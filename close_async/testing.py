@@ -1,6 +1,6 @@
 """An in-process fake of Close's ``POST /api/v1/opportunity/`` for tests and benchmarks.
 
-:class:`FakeCloseServer` is a small aiohttp.web app bound to ``127.0.0.1`` on a random free
+``FakeCloseServer`` is a small aiohttp.web app bound to ``127.0.0.1`` on a random free
 port. It authenticates like Close (HTTP Basic with the API key as username, or Bearer),
 validates the payload and answers with a full Opportunity (status **200**), rate-limits per
 API key in fixed windows using one of several header/body *dialects*, and can be scripted
@@ -20,7 +20,7 @@ to fail (5xx, 429, dropped connections, hangs). It is meant for **your own tests
 
 Behaviour notes:
 
-* ``lead_id="lead_missing"`` (:data:`LEAD_MISSING`) answers Close's real 400 shape
+* ``lead_id="lead_missing"`` (``LEAD_MISSING``) answers Close's real 400 shape
   ``{"errors": [], "field-errors": {"lead": "Object does not exist."}}``.
 * Windows are fixed, per API key/token, aligned to the server start: window index is
   ``floor((loop.time() - t0) / window)``. Requests answered 429 by the limiter do **not**
@@ -28,15 +28,15 @@ Behaviour notes:
   consumes one slot, whatever its outcome (200, 400, scripted fault). 401 answers show the
   presented key's state without consuming it. ``rate_limit=None`` means unlimited and no
   rate-limit headers at all.
-* Dialects (:data:`DIALECTS`): ``modern`` (``RateLimit: limit=L, remaining=R, reset=S``),
+* Dialects (``DIALECTS``): ``modern`` (``RateLimit: limit=L, remaining=R, reset=S``),
   ``semicolon`` (same with ``;``), ``legacy_nested`` / ``legacy_flat`` (``X-Rate-Limit-*``
   headers, Close's two historical 429 JSON bodies), ``html`` (ingress-style HTML 429 with
   only ``Retry-After``; other answers carry ``RateLimit``) and ``none`` (no headers; empty 429).
-* Faults (:data:`FAULTS`) queued by :meth:`FakeCloseServer.fail_next` are consumed FIFO, one
+* Faults (``FAULTS``) queued by ``fail_next`` are consumed FIFO, one
   per create request that passes auth and the limiter, before the body is validated:
   ``500``/``502``/``503``/``504``/``429``/``drop_before_create`` answer without creating;
   ``500_after_create``/``drop``/``hang`` create first (a 400 body still answers 400).
-  ``hang`` answers 200 after ``hang_seconds``, or is dropped by :meth:`~FakeCloseServer.close`.
+  ``hang`` answers 200 after ``hang_seconds``, or is dropped by ``close``.
   A scripted ``429`` shows ``remaining=0`` (``limit=0`` when unlimited). Dropped requests
   are logged with ``status=None``. Other paths answer 404 (405 for non-POST on the
   opportunity path), are logged, and skip auth, limiter and faults.
@@ -85,7 +85,7 @@ __all__ = ["DIALECTS", "FAULTS", "LEAD_MISSING", "FakeCloseServer", "RequestReco
 
 @dataclass(slots=True, eq=False)
 class RequestRecord:
-    """One request received by :class:`FakeCloseServer` (appended on arrival)."""
+    """One request received by ``FakeCloseServer`` (appended on arrival)."""
 
     method: str
     path: str
@@ -149,7 +149,7 @@ class FakeCloseServer:
         return sum(1 for record in self.requests if record.status == 429)
 
     def fail_next(self, fault: str, *, times: int = 1) -> None:
-        """Queue ``fault`` (one of :data:`FAULTS`) for the next ``times`` create requests."""
+        """Queue ``fault`` (one of ``FAULTS``) for the next ``times`` create requests."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {FAULTS}")
         if times < 0:

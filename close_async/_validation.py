@@ -1,4 +1,4 @@
-"""Checks run when a :class:`~close_async.models.CreateOpportunity` is built.
+"""Checks run when a ``models.CreateOpportunity`` is built.
 
 msgspec Structs do not check types on ``__init__``, and a bad value caught here costs nothing,
 while one caught by Close costs a request (and, for a 5xx, an unknown outcome). Each failure names

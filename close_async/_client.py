@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 
@@ -158,6 +159,7 @@ class AsyncCloseClient:
     ) -> bytes:
         """Send one API request with retries, pacing and limits; the body of the 2xx response."""
         url = self.base_url + path
+        started = time.monotonic()
         try:
             # Most requests succeed at once: only a failure pays for building the retry machinery
             # (tenacity's per-call set-up is most of a request's client-side cost otherwise).
@@ -173,7 +175,7 @@ class AsyncCloseClient:
                 raise first
             return await self._attempt(method, url, body, group, on_send)
 
-        result: bytes = await self.retry_policy.retrying()(attempt)
+        result: bytes = await self.retry_policy.retrying(started)(attempt)
         return result
 
     async def _attempt(

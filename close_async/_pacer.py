@@ -5,19 +5,24 @@ current window and when it resets. We keep that view and send only what it allow
 thousands of creates meets almost no 429s:
 
 - Cold start: until a response has told us the window, one request (a probe) is in flight at a
-  time. Without this, ``asyncio.gather`` puts every request on the wire before the first header
-  comes back and hundreds of them meet a 429.
-- Known window: ``remaining`` from the latest report, minus the requests sent after the reporting
-  one that are still in flight (the server cannot have counted those yet), minus every request sent
-  since. Estimates only go down within a window: a report that arrives late may be stale.
-- A report whose reset lies clearly later starts a new window; one whose reset lies clearly earlier
-  is stale and ignored. When the reset time passes, the whole limit is available again, less what
-  is still in flight.
+  time; a probe with no answer for ``PROBE_PATIENCE`` seconds lets one more go. Without this,
+  ``asyncio.gather`` puts every request on the wire before the first header comes back and
+  hundreds of them meet a 429.
+- Budget: ``remaining`` from a report, minus the requests sent after the reporting one that are
+  still in flight (the server cannot have counted those yet), minus every request sent since.
+  Within a window the budget only goes down: a report that arrives late may be stale.
+- When does the window end? A report's ``reset`` counts from the moment the server handled the
+  request, which lies between sending it and reading the answer; so the end lies in
+  ``[sent + reset, answered + reset]``. Reports whose intervals overlap speak of the same window
+  (and narrow it); one that starts after ours ends speaks of a later window; one that ends before
+  ours starts is stale. We roll to a new window only at the latest possible end: never early.
+- After a roll the whole limit is available again, less what is still in flight, until a report
+  from the new window says more.
 - A 429 pauses every request of the group until the reset the server asked for.
-- A server that sends no rate-limit headers at all is not paced.
+- A server whose successful responses carry no rate-limit headers is not paced.
 
 Waiters are served first come, first served from a deque, with one timer for the next time-based
-wake-up, so 10,000 queued requests cost O(1) per grant.
+wake-up, so 10,000 queued requests cost O(1) per grant; a cancelled waiter is skipped when reached.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ _UNKNOWN_PAUSE = 1.0
 # A cold-start probe that has had no answer for this long may be hanging: let another one go,
 # rather than hold every request until the probe's own timeout.
 PROBE_PATIENCE = 1.0
+# Resets are sent rounded (to microseconds, or less): roll this much later to stay on the safe side.
+_MARGIN = 0.002
 
 
 class Window:
@@ -45,12 +52,14 @@ class Window:
         self.group = group
         self.limit: int | None = None
         self.available = 0
-        self.reset_at: float | None = None  # loop time the current window ends, when known
-        self.passed_reset: float | None = None  # the window end we last rolled past
+        self.reset_at: float | None = None  # latest possible end of the current window
+        self._end_lo: float | None = None  # earliest possible end of the current window
+        self._passed: tuple[float, float] | None = None  # bounds of the window we rolled past
         self.paused_until = 0.0
         self.unpaced = False  # the server sends no rate-limit headers
         self._window_len = 0.0  # longest reset seen: the window's length, roughly
         self._in_flight: list[int] = []  # send sequence numbers, ascending
+        self._sent_at: dict[int, float] = {}
         self._seq = 0
         self._probe_at = 0.0  # when the last cold-start probe left
         self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
@@ -68,7 +77,7 @@ class Window:
         return len(self._in_flight)
 
     async def acquire(self) -> int:
-        """Wait until the window allows one more request; returns its ticket for ``release``."""
+        """Wait until the window allows one more request; returns its ticket for :meth:`release`."""
         if not self._waiters and self._can_send():
             return self._grant()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -78,9 +87,12 @@ class Window:
             return await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self._discard(fut.result())  # granted, then cancelled: the slot goes back
-            else:
-                self._waiters.remove(fut)
+                # Granted, then cancelled before it could send: the slot and its budget go back.
+                ticket = fut.result()
+                self._discard(ticket)
+                self._sent_at.pop(ticket, None)
+                self.available += 1
+            # A cancelled waiter still queued is skipped when _wake reaches it (O(1) now).
             self._wake()
             raise
 
@@ -91,25 +103,29 @@ class Window:
 
         ``status`` is None when no response came back; ``pause`` is the wait a 429 asked for.
         """
-        self._discard(ticket)
         now = asyncio.get_running_loop().time()
+        sent = self._sent_at.pop(ticket, now)
+        self._discard(ticket)
         if info is not None and info.remaining is not None and info.reset is not None:
-            self._learn(ticket, info.limit, info.remaining, now + info.reset, info.reset)
-        elif status is not None and status < 500 and status != 429 and self.limit is None:
+            self._learn(ticket, info.limit, info.remaining, sent, now, info.reset)
+        elif status is not None and 200 <= status < 300 and self.limit is None:
             self.unpaced = True
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
         if status == 429:
-            wait = pause if pause is not None else info.reset if info and info.reset else None
+            wait = pause if pause is not None else info.reset if info is not None else None
             until = now + (wait if wait is not None else _UNKNOWN_PAUSE)
             if until > self.paused_until:
                 self.paused_until = until
                 logger.debug("%s: 429, pausing all requests for %.3fs", self.group, until - now)
-            self.available = 0
-            self.reset_at = max(self.reset_at or 0.0, until)
+            if self.limit is not None:
+                # The window is spent until then: roll no earlier.
+                self.available = 0
+                self.reset_at = max(self.reset_at or until, until)
+                self._end_lo = min(self._end_lo or until, until)
         self._wake()
 
     def _learn(
-        self, ticket: int, limit: int | None, remaining: int, reset_at: float, reset: float
+        self, ticket: int, limit: int | None, remaining: int, sent: float, now: float, reset: float
     ) -> None:
         self.unpaced = False
         if limit is not None and limit > 0:
@@ -117,19 +133,24 @@ class Window:
         elif self.limit is None:
             self.limit = remaining + 1 + len(self._in_flight)
         self._window_len = max(self._window_len, reset)
-        tolerance = min(0.5, self._window_len / 4)
-        # Requests sent after the reporting one may not have reached the server yet.
+        lo, hi = sent + reset, now + reset + _MARGIN
         uncounted = len(self._in_flight) - bisect.bisect_right(self._in_flight, ticket)
         estimate = remaining - uncounted
-        if self.reset_at is None:
-            if self.passed_reset is not None and reset_at < self.passed_reset + tolerance:
-                return  # a late report from the window we already rolled past
-            self.available, self.reset_at = estimate, reset_at
-        elif reset_at > self.reset_at + tolerance:
-            self.available, self.reset_at = estimate, reset_at  # a new window
-        elif reset_at >= self.reset_at - tolerance:
+        if self.reset_at is None or self._end_lo is None:
+            if self._passed is None:  # the first report of all
+                self.available, self._end_lo, self.reset_at = estimate, lo, hi
+                return
+            passed_lo, passed_hi = self._passed
+            if hi < passed_lo:
+                return  # a late report from the window we rolled past
             self.available = min(self.available, estimate)
-            self.reset_at = max(self.reset_at, reset_at)
+            if lo > passed_hi:  # certainly the new window: now we know when it ends
+                self._end_lo, self.reset_at = lo, hi
+        elif lo > self.reset_at:  # certainly a later window than ours
+            self.available, self._end_lo, self.reset_at = estimate, lo, hi
+        elif hi >= self._end_lo:  # overlapping: the same window, now known more closely
+            self.available = min(self.available, estimate)
+            self._end_lo, self.reset_at = max(self._end_lo, lo), min(self.reset_at, hi)
         # else: a stale report from an earlier window
 
     def _can_send(self) -> bool:
@@ -142,17 +163,23 @@ class Window:
             return not self._in_flight or now >= self._probe_at + PROBE_PATIENCE
         if self.reset_at is not None and now >= self.reset_at:
             self.available = self.limit - len(self._in_flight)
-            self.passed_reset, self.reset_at = self.reset_at, None
+            self._passed = (self._end_lo or self.reset_at, self.reset_at)
+            self.reset_at = self._end_lo = None
         elif self.reset_at is None and not self._in_flight and self.available <= 0:
-            # Nothing in flight can tell us more (they all failed without a response).
-            self.available = self.limit
+            # Spent, and nothing in flight can tell us when the window ends: wait a whole window
+            # past the last known end, when a new one has certainly begun.
+            last = self._passed[1] if self._passed else now
+            self.reset_at = self._end_lo = last + self._window_len
+            return self._can_send() if self.reset_at <= now else False
         return self.available > 0
 
     def _grant(self) -> int:
+        now = asyncio.get_running_loop().time()
         if self.limit is None and not self.unpaced:
-            self._probe_at = asyncio.get_running_loop().time()
+            self._probe_at = now
         self._seq += 1
         self._in_flight.append(self._seq)
+        self._sent_at[self._seq] = now
         self.available -= 1
         return self._seq
 
@@ -162,7 +189,7 @@ class Window:
             del self._in_flight[i]
 
     def _wake(self) -> None:
-        while self._waiters and self._can_send():
+        while self._waiters and (self._waiters[0].done() or self._can_send()):
             fut = self._waiters.popleft()
             if not fut.done():
                 fut.set_result(self._grant())
@@ -177,12 +204,17 @@ class Window:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        when = self.paused_until if self.paused_until > now else self.reset_at
-        if self.limit is None and not self.unpaced and self.paused_until <= now:
-            when = self._probe_at + PROBE_PATIENCE
-        if when is not None and when > now:
+        if self.paused_until > now:
+            when: float | None = self.paused_until
+        elif self.limit is None and not self.unpaced:
+            when = self._probe_at + PROBE_PATIENCE if self._in_flight else None
+        else:
+            when = self.reset_at
+        if when is None:
+            return  # only a response can unblock the queue now
+        if when > now:
             self._timer = loop.call_at(when, self._on_timer)
-        elif self.paused_until <= now and self.reset_at is not None:
+        else:  # overdue (a reset, a pause, a probe's patience): wake up now
             self._timer = loop.call_soon(self._on_timer)  # type: ignore[assignment]
 
     def _on_timer(self) -> None:

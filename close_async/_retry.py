@@ -18,6 +18,7 @@ first attempt. A fresh ``AsyncRetrying`` is built per call: tenacity keeps per-c
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import tenacity
@@ -88,10 +89,12 @@ class RetryPolicy:
         )
         return float(backoff(state))
 
-    def retrying(self) -> tenacity.AsyncRetrying:
+    def retrying(self, started: float | None = None) -> tenacity.AsyncRetrying:
+        """A fresh retrying object. ``started`` (``time.monotonic()``) is when the first attempt
+        began, if it ran before this object existed: the deadline counts from there."""
         stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_retries + 1)
         if self.deadline is not None:
-            stop = stop | tenacity.stop_before_delay(self.deadline)
+            stop = stop | _stop_before_deadline(self.deadline, started)
         return tenacity.AsyncRetrying(
             stop=stop,
             wait=self.wait,
@@ -99,6 +102,20 @@ class RetryPolicy:
             before_sleep=_log_retry,
             reraise=True,
         )
+
+
+class _stop_before_deadline(tenacity.stop.stop_base):
+    """Stop when the next wait would end past the deadline, counted from the first attempt."""
+
+    def __init__(self, deadline: float, started: float | None) -> None:
+        self.deadline = deadline
+        self.started = started
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        started = state.start_time if self.started is None else self.started
+        # Both on tenacity's clock (time.monotonic), read when the attempt ended.
+        now = state.outcome_timestamp if state.outcome_timestamp is not None else time.monotonic()
+        return now - started + state.upcoming_sleep >= self.deadline
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

@@ -525,3 +525,17 @@ def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert AsyncCloseClient("k").base_url == "http://127.0.0.1:9/api/v1/"
     monkeypatch.delenv("CLOSE_BASE_URL")
     assert AsyncCloseClient("k").base_url == "https://api.close.com/api/v1/"
+
+
+async def test_deadline_counts_the_first_attempt(mock_http: aioresponses) -> None:
+    from aioresponses import CallbackResult
+
+    async def slow_429(url: Any, **kwargs: Any) -> CallbackResult:
+        await asyncio.sleep(0.6)
+        return CallbackResult(status=429, body=b"", headers={"Retry-After": "0.5"})
+
+    mock_http.post(URL, callback=slow_429)
+    mock_http.post(URL, status=200, body=b'{"id": "oppo_1"}')
+    async with AsyncCloseClient("k", deadline=1.0, pace_from_headers=False) as close:
+        with pytest.raises(RateLimitError):
+            await close.opportunities.create()  # 0.6 s spent + 0.5 s wait > 1.0 s

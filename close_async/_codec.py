@@ -12,6 +12,7 @@ of that shape is fast again. Key names inside string values never matter: they a
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar, Union
@@ -101,9 +102,12 @@ class _FastType:
 
 def _attr_name(key: str, index: int, base: type[Opportunity]) -> str:
     name = key[len(_PREFIX) :] if key.startswith(_PREFIX) else ""
-    if name.isidentifier() and not hasattr(base, name):
-        return name  # shows as cf_... in reprs, which is what users recognise
-    return f"extra_field_{index}"
+    # A custom field id becomes the attribute name (it shows as cf_... in reprs, which is what
+    # users recognise) unless it could shadow something: a name of the class, a keyword, or any
+    # name starting with "_" (special methods, msgspec's and our own). Those get "_<index>"
+    # names, which no id used as a name can collide with.
+    usable = name.isidentifier() and not name.startswith("_") and not keyword.iskeyword(name)
+    return name if usable and not hasattr(base, name) else f"_{index}"
 
 
 class OpportunityDecoder:

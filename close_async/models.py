@@ -295,6 +295,8 @@ class Opportunity(CloseModel, kw_only=True):
         for field in msgspec.structs.fields(self):
             if field.name in absent:  # a typed custom field that the payload did not have
                 data.pop(field.encode_name, None)
+        for field_id, value in self.custom.items():  # keys no Struct field could declare
+            data.setdefault(_CUSTOM_PREFIX + field_id, value)
         return (_restore, (base, msgspec.json.encode(data)))
 
     def __copy__(self) -> Opportunity:

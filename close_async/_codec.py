@@ -157,7 +157,18 @@ class OpportunityDecoder:
             self._learned.update(dict.fromkeys(learnable))
             self._fast.clear()
             self._decoders.clear()
-        fast = self._fast_type(type)
+        try:
+            fast = self._fast_type(type)
+        except (TypeError, ValueError):
+            # msgspec refused a key we thought declarable: forget it rather than break every
+            # later decode, and read this payload without declaring its unknown keys.
+            for key in learnable:
+                del self._learned[key]
+            self._fast.clear()
+            self._decoders.clear()
+            odd += learnable
+            unknown = learnable = []
+            fast = self._fast_type(type)
         if len(learnable) < len(unknown):
             keys = frozenset(k for k in fields if k not in declared and k not in odd)
             fast = self._overflow.get((type, keys)) or _FastType(type, keys)

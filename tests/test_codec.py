@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from close_async import DecodeError, InvalidInputError, decode_opportunity
+from close_async import DecodeError, InvalidInputError, _codec, decode_opportunity
 from close_async._codec import OpportunityDecoder, encode_create
 from close_async.models import (
     AttachmentIn,
@@ -375,3 +375,19 @@ def test_typed_custom_field_with_a_default_factory() -> None:
 def test_more_bodies_that_are_not_opportunities(body: bytes) -> None:
     with pytest.raises(DecodeError):
         OpportunityDecoder().decode(body)
+
+
+def test_a_key_msgspec_refuses_is_forgotten_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Should msgspec refuse a generated attribute name we thought safe, the key is not learned
+    # and the decoder keeps working, exactly.
+    real = _codec._attr_name
+    monkeypatch.setattr(
+        _codec,
+        "_attr_name",
+        lambda k, i, b: "__weakref__" if k == "custom.cf_bad" else real(k, i, b),
+    )
+    decoder = OpportunityDecoder()
+    for _ in range(2):
+        assert decoder.decode(_doc({"cf_bad": 1, "cf_ok": 2})).custom == {"cf_bad": 1, "cf_ok": 2}
+    assert "custom.cf_bad" not in decoder._learned
+    assert decoder.decode(_doc({"cf_ok": 3})).custom == {"cf_ok": 3}

@@ -12,6 +12,7 @@ of that shape is fast again. Key names inside string values never matter: they a
 
 from __future__ import annotations
 
+import copy
 import keyword
 import re
 from collections.abc import Callable, Iterable
@@ -44,7 +45,10 @@ def encode_create(item: CreateOpportunity) -> bytes:
         custom = _encoder.encode({_PREFIX + k: v for k, v in item.custom.items()})
     except (TypeError, msgspec.EncodeError) as exc:
         raise InvalidInputError("custom", item.custom, f"is not JSON-serializable: {exc}") from exc
-    body = _encoder.encode(msgspec.structs.replace(item, custom={}))
+    # A shallow copy without the custom dict (copy, not structs.replace: that would validate again).
+    bare = copy.copy(item)
+    bare.custom = {}
+    body = _encoder.encode(bare)
     if body == b"{}":
         return custom
     return body[:-1] + b"," + custom[1:]

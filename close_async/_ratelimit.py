@@ -23,11 +23,15 @@ from time import time
 from typing import Any
 
 import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = ["RateLimitInfo", "parse_rate_limit", "retry_after"]
 
 # Strict on purpose: float() alone would accept "nan", "-1", "1_0", "1e3" and non-ASCII digits.
 _DECIMAL = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+_CASE_INSENSITIVE = (CIMultiDict, CIMultiDictProxy)
+# Every source of window state needs one of these (a source without `remaining` does not count).
+_INFO_HEADERS = ("RateLimit", "RateLimit-Remaining", "X-Rate-Limit-Remaining")
 _SEPARATOR = re.compile(r"[,;]")
 # Typed as a dict so a non-object body is a DecodeError, not a case to handle.
 _DECODER = msgspec.json.Decoder(dict[str, Any])
@@ -41,9 +45,11 @@ class RateLimitInfo:
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    # aiohttp's CIMultiDictProxy answers get() case-insensitively; a plain dict needs the scan.
+    # aiohttp's CIMultiDictProxy answers get() case-insensitively, so its miss is final (this runs
+    # on every response: the scan would cost more than the rest of the parse); a plain dict needs
+    # the scan.
     value = headers.get(name)
-    if value is None:
+    if value is None and not isinstance(headers, _CASE_INSENSITIVE):
         lowered = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lowered), None)
     return value
@@ -105,6 +111,8 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo | None:
     X-Rate-Limit-*. Sources are not mixed: the first one giving both ``remaining`` and ``reset``
     wins. None when no source does.
     """
+    if isinstance(headers, _CASE_INSENSITIVE) and not any(n in headers for n in _INFO_HEADERS):
+        return None  # the common miss, answered without parsing anything
     for limit, remaining, reset in _info_sources(headers):
         if remaining is not None and reset is not None:
             return RateLimitInfo(limit=limit, remaining=remaining, reset=reset)

@@ -445,3 +445,25 @@ def test_info_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.limit = 2  # type: ignore[misc]
     assert not hasattr(info, "__dict__")
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({"Content-Type": "application/json"}, None, id="no-rate-headers"),
+        pytest.param(
+            {"x-rate-limit-remaining": "4", "X-Rate-Limit-Reset": "1.5"},
+            RateLimitInfo(limit=None, remaining=4, reset=1.5),
+            id="legacy-lowercase",
+        ),
+        pytest.param(
+            {"ratelimit": "limit=5, remaining=0, reset=0.25"},
+            RateLimitInfo(limit=5, remaining=0, reset=0.25),
+            id="modern-lowercase",
+        ),
+    ],
+)
+def test_aiohttp_headers_fast_path(headers: dict[str, str], expected: RateLimitInfo | None) -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    assert parse_rate_limit(CIMultiDictProxy(CIMultiDict(headers))) == expected

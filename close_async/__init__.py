@@ -26,6 +26,7 @@ from ._exceptions import (
     ServerError,
 )
 from ._limiter import Limiter, TokenBucket
+from ._redis import RedisTokenBucket
 from ._retry import RetryPolicy
 from .models import (
     ActionItem,
@@ -78,6 +79,7 @@ __all__ = [
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedisTokenBucket",
     "RetryPolicy",
     "ServerError",
     "StallStatus",

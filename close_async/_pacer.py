@@ -57,7 +57,8 @@ class Window:
         self._passed: tuple[float, float] | None = None  # bounds of the window we rolled past
         self.paused_until = 0.0
         self.unpaced = False  # the server sends no rate-limit headers
-        self._window_len = 0.0  # longest reset seen: the window's length, roughly
+        self._window_len = 0.0  # longest reset seen: the window's length, at least
+        self._window_max: float | None = None  # shortest gap between two ends: its length, at most
         self._in_flight: list[int] = []  # send sequence numbers, ascending
         self._sent_at: dict[int, float] = {}
         self._seq = 0
@@ -136,22 +137,32 @@ class Window:
         lo, hi = sent + reset, now + reset + _MARGIN
         uncounted = len(self._in_flight) - bisect.bisect_right(self._in_flight, ticket)
         estimate = remaining - uncounted
+        # A report that replaces the view cannot tell which requests sent before it the server
+        # has counted: on separate connections they may reach it after the reporter.
+        fresh = remaining - len(self._in_flight)
         if self.reset_at is None or self._end_lo is None:
             if self._passed is None:  # the first report of all
-                self.available, self._end_lo, self.reset_at = estimate, lo, hi
+                self.available, self._end_lo, self.reset_at = fresh, lo, hi
                 return
             passed_lo, passed_hi = self._passed
-            if hi < passed_lo:
-                return  # a late report from the window we rolled past
+            if hi < passed_lo + self._window_len:
+                return  # ends before the window after the passed one can: a late report from it
             self.available = min(self.available, estimate)
             if lo > passed_hi:  # certainly the new window: now we know when it ends
+                self._bound_window(hi - passed_lo)
                 self._end_lo, self.reset_at = lo, hi
         elif lo > self.reset_at:  # certainly a later window than ours
-            self.available, self._end_lo, self.reset_at = estimate, lo, hi
+            self._bound_window(hi - self._end_lo)
+            self.available, self._end_lo, self.reset_at = fresh, lo, hi
         elif hi >= self._end_lo:  # overlapping: the same window, now known more closely
             self.available = min(self.available, estimate)
             self._end_lo, self.reset_at = max(self._end_lo, lo), min(self.reset_at, hi)
         # else: a stale report from an earlier window
+
+    def _bound_window(self, gap: float) -> None:
+        """Two windows' ends lie at most ``gap`` apart: the window is no longer than that."""
+        if self._window_max is None or gap < self._window_max:
+            self._window_max = gap
 
     def _can_send(self) -> bool:
         now = asyncio.get_running_loop().time()
@@ -168,8 +179,10 @@ class Window:
         elif self.reset_at is None and not self._in_flight and self.available <= 0:
             # Spent, and nothing in flight can tell us when the window ends: wait a whole window
             # past the last known end, when a new one has certainly begun.
-            last = self._passed[1] if self._passed else now
-            self.reset_at = self._end_lo = last + self._window_len
+            passed_lo, passed_hi = self._passed or (now, now)
+            longest = self._window_len if self._window_max is None else self._window_max
+            self._end_lo = passed_lo + self._window_len
+            self.reset_at = passed_hi + longest
             return self._can_send() if self.reset_at <= now else False
         return self.available > 0
 

@@ -155,13 +155,15 @@ class RedisTokenBucket:
         if isinstance(redis, str):
             # No retries of its own (_call makes the one that helps): a Redis that is down or
             # hangs must not hold the workers up for longer than `timeout`.
-            redis = AsyncRedis.from_url(
+            client: Redis = AsyncRedis.from_url(
                 redis,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 0),
             )
-        self._redis: Redis = redis
+        else:
+            client = redis
+        self._redis = redis = client
         self._acquire_script: AsyncScript = redis.register_script(_ACQUIRE)
         self._pause_script: AsyncScript = redis.register_script(_PAUSE)
         self._check_script: AsyncScript = redis.register_script(_CHECK)

@@ -6,6 +6,7 @@ stays flat however long it is.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -20,7 +21,7 @@ from ._bulk import to_create
 from ._client import AsyncCloseClient
 from ._exceptions import CloseError, InvalidInputError
 from ._journal import DONE, UNKNOWN_STATES, Journal
-from .models import Opportunity
+from .models import CreateOpportunity, Opportunity
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -141,8 +142,6 @@ async def run_import(
     progress: ProgressCallback | None = None,
 ) -> ImportSummary:
     """Import ``path``; with ``dry_run`` only validate (``client`` may then be None)."""
-    import asyncio
-
     summary = ImportSummary()
     started = asyncio.get_running_loop().time()
     pending: dict[int, Row] = {}  # stream index -> row, for rows in flight only
@@ -153,7 +152,7 @@ async def run_import(
         if output is not None and state != "sending":  # outcomes only
             output.write(_encoder.encode({"row": row, "state": state, **fields}).decode() + "\n")
 
-    def to_send() -> Iterator[dict[str, Any]]:
+    def to_send() -> Iterator[CreateOpportunity]:
         for row in read_rows(path):
             summary.rows += 1
             previous = journal.state(row.line) if journal is not None else None
@@ -172,7 +171,7 @@ async def run_import(
                 _fail(row, row.error)
             else:
                 try:
-                    to_create(row.item)  # validate before anything is sent
+                    create = to_create(row.item)  # validated before anything is sent
                 except InvalidInputError as exc:
                     _fail(row, exc)
                     continue
@@ -180,7 +179,7 @@ async def run_import(
                     continue
                 pending[summary.sent] = row  # stream_create numbers items in the order yielded
                 summary.sent += 1
-                yield row.item
+                yield create
             if progress is not None:
                 progress(summary)
 

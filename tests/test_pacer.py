@@ -1322,7 +1322,7 @@ async def test_a_saturating_crowd_meets_no_429s_and_uses_the_window(
     assert sim.events[first_report + 1 : first_report + limit] == ["send"] * (limit - 1)
 
 
-# The two known limits of the previous design (its tolerance heuristic), once strict xfails:
+# The two known limits of the previous design (its tolerance heuristic), once expected failures:
 # both pass now that a window's end is an interval and the roll comes at its latest point.
 
 

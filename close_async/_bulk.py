@@ -19,6 +19,7 @@ from collections.abc import (
 )
 from typing import Any, TypeVar, Union
 
+from ._constants import CUSTOM_PREFIX as _PREFIX
 from ._exceptions import CloseError, InvalidInputError
 from .models import AttachmentIn, CreateOpportunity
 
@@ -26,7 +27,6 @@ T = TypeVar("T")
 Item = Union[CreateOpportunity, Mapping[str, Any]]  # noqa: UP007 (a runtime alias)
 
 _FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
-_PREFIX = "custom."
 
 
 def to_create(item: Item) -> CreateOpportunity:

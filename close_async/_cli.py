@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
 import msgspec
 
 from ._client import AsyncCloseClient
-from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, __version__
+from ._constants import API_KEY_ENV, BASE_URL_ENV, CUSTOM_PREFIX, DEFAULT_BASE_URL, __version__
 from ._exceptions import CloseError, InvalidInputError
 from ._importer import ImportSummary, run_import
 from ._journal import Journal
@@ -63,7 +63,7 @@ def _custom(values: tuple[str, ...]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise click.BadParameter(f"{pair!r}: expected cf_<id>=value", param_hint="--custom")
-        custom[key.strip().removeprefix("custom.")] = value
+        custom[key.strip().removeprefix(CUSTOM_PREFIX)] = value
     return custom
 
 

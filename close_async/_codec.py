@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar, Union
 
 import msgspec
 
+from ._constants import CUSTOM_PREFIX as _PREFIX
 from ._exceptions import DecodeError, InvalidInputError
 from .models import CreateOpportunity, Opportunity
 
@@ -32,7 +33,6 @@ _dict_decoder = msgspec.json.Decoder(dict[str, Any])
 _MSGSPEC_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _UNDECLARABLE = re.compile(r'[\\"\x00-\x1f]')
 _UNSET = msgspec.UNSET
-_PREFIX = "custom."
 # Learning is bounded so a stream of ever-new keys cannot grow memory without limit.
 MAX_LEARNED_KEYS = 2000
 
@@ -159,8 +159,7 @@ class OpportunityDecoder:
         learnable = unknown[: max(0, MAX_LEARNED_KEYS - len(self._learned))]
         if learnable:
             self._learned.update(dict.fromkeys(learnable))
-            self._fast.clear()
-            self._decoders.clear()
+            self._forget_types()
         try:
             fast = self._fast_type(type)
         except (TypeError, ValueError):
@@ -168,8 +167,7 @@ class OpportunityDecoder:
             # later decode, and read this payload without declaring its unknown keys.
             for key in learnable:
                 del self._learned[key]
-            self._fast.clear()
-            self._decoders.clear()
+            self._forget_types()
             odd += learnable
             unknown = learnable = []
             fast = self._fast_type(type)
@@ -191,6 +189,11 @@ class OpportunityDecoder:
                 k[len(_PREFIX) :]: v for k, v in fields.items() if k.startswith(_PREFIX)
             }
         return opp
+
+    def _forget_types(self) -> None:
+        """The learned keys changed: the fast types are rebuilt on next use."""
+        self._fast.clear()
+        self._decoders.clear()
 
     def _fast_type(self, type: type[Opportunity]) -> _FastType:
         fast = self._fast.get(type)

@@ -12,6 +12,8 @@ except PackageNotFoundError:  # pragma: no cover - only when run from a source t
 DEFAULT_BASE_URL = "https://api.close.com/api/v1/"
 API_KEY_ENV = "CLOSE_API_KEY"
 BASE_URL_ENV = "CLOSE_BASE_URL"
+# Custom fields travel as flat top-level keys with this prefix, both ways.
+CUSTOM_PREFIX = "custom."
 USER_AGENT = f"close-async/{__version__}"
 
 # aiohttp's own default is 300 s for the whole request: far too long for a create that should take

@@ -19,6 +19,7 @@ import msgspec
 
 from ._bulk import to_create
 from ._client import AsyncCloseClient
+from ._constants import CUSTOM_PREFIX
 from ._exceptions import CloseError, InvalidInputError
 from ._journal import DONE, UNKNOWN_STATES, Journal
 from .models import CreateOpportunity, Opportunity
@@ -102,7 +103,7 @@ def _csv_item(columns: list[str], cells: list[str]) -> dict[str, Any]:
                 item[column] = int(cell.strip())
             except ValueError:
                 raise InvalidInputError(column, cell, "must be an integer") from None
-        elif column in _JSON_COLUMNS or (column.startswith("custom.") and cell.startswith("[")):
+        elif column in _JSON_COLUMNS or (column.startswith(CUSTOM_PREFIX) and cell.startswith("[")):
             try:
                 item[column] = _decoder.decode(cell)
             except msgspec.DecodeError:

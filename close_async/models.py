@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeAlias
 
 import msgspec
 
+from ._constants import CUSTOM_PREFIX as _CUSTOM_PREFIX
 from ._validation import validate_create
 
 __all__ = [
@@ -306,19 +307,18 @@ class Opportunity(CloseModel, kw_only=True):
         return clone
 
 
-_CUSTOM_PREFIX = "custom."
-_custom_attrs: dict[type[Opportunity], tuple[tuple[int, str, str], ...]] = {}
-
-
 def _read_custom(opp: Opportunity, absent: Collection[str]) -> dict[str, Any]:
     cls = type(opp)
-    attrs = _custom_attrs.get(cls)
+    # Kept on the class itself (its own __dict__: a subclass declares more fields), so that the
+    # decoder's generated classes of past key sets are not held alive by a cache of ours.
+    attrs: tuple[tuple[int, str, str], ...] | None = cls.__dict__.get("_close_custom")
     if attrs is None:
-        attrs = _custom_attrs[cls] = tuple(
+        attrs = tuple(
             (index, f.name, f.encode_name[len(_CUSTOM_PREFIX) :])
             for index, f in enumerate(msgspec.structs.fields(cls))
             if f.encode_name.startswith(_CUSTOM_PREFIX)
         )
+        cls._close_custom = attrs  # type: ignore[attr-defined]
     values = msgspec.structs.astuple(opp)  # one C call, instead of a getattr per field
     return {
         field_id: values[index]

@@ -42,12 +42,15 @@ def plot_decode(plt: Any, report: dict[str, Any], out: Path) -> None:
     for ax, (name, result) in zip(axes[0], payloads.items(), strict=True):
         decoders = list(result["decoders"].items())
         labels = [d for d, _ in decoders]
-        ratios = [r["ratio_to_ceiling"] for _, r in decoders]
+        # Against the ceiling (the organization's keys declared): the target's bar.
+        ratios = [r["ratio_to_org_ceiling"] for _, r in decoders]
         low = [
-            r["ratio_to_ceiling"] - (r["ratio_p25"] or r["ratio_to_ceiling"]) for _, r in decoders
+            r["ratio_to_org_ceiling"] - (r["org_ratio_p25"] or r["ratio_to_org_ceiling"])
+            for _, r in decoders
         ]
         high = [
-            (r["ratio_p75"] or r["ratio_to_ceiling"]) - r["ratio_to_ceiling"] for _, r in decoders
+            (r["org_ratio_p75"] or r["ratio_to_org_ceiling"]) - r["ratio_to_org_ceiling"]
+            for _, r in decoders
         ]
         y = range(len(labels))
         ax.barh(
@@ -70,9 +73,10 @@ def plot_decode(plt: Any, report: dict[str, Any], out: Path) -> None:
         ax.grid(axis="x", alpha=0.3)
     machine = report["machine"]
     fig.suptitle(
-        "Decoding one Opportunity: objects/s relative to a Struct declaring every key "
+        "Decoding one Opportunity: objects/s relative to the issue's ceiling, a Struct declaring"
+        " every key of the payload and the organization's 20 custom keys\n"
         f"(median of {report['params']['rounds']} interleaved rounds, bars: p25-p75)\n"
-        f"yellow: drops custom fields; dashed: ceiling; dotted: 0.9 target. "
+        f"yellow: drops custom fields; dashed: that ceiling; dotted: the 0.9 target. "
         f"Python {machine['python']}, {machine['cpu_count']} CPUs, msgspec "
         f"{machine['versions']['msgspec']}",
         fontsize=9,

@@ -91,6 +91,7 @@ class _FastType:
             rename=rename,
             kw_only=True,
             dict=True,
+            gc=True,  # a __dict__ needs it, even where the user's base says gc=False
             module=base.__module__,
         )
         # The fast type also requires a non-empty id, so that check costs nothing either. It is
@@ -106,12 +107,22 @@ class _FastType:
             kw_only=True,
             forbid_unknown_fields=True,
             module=base.__module__,
-            dict=bool(typed),
-            gc=bool(typed),
+            **_fast_options(base, typed=bool(typed)),
         )
         lenient._close_base = strict._close_base = base  # type: ignore[attr-defined]
         self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(strict)
         self.lenient: msgspec.json.Decoder[Any] = msgspec.json.Decoder(lenient)
+
+
+def _fast_options(base: type[Opportunity], *, typed: bool) -> dict[str, Any]:
+    """``dict``/``gc`` for the fast type: a __dict__ only to note absent typed fields, and
+    untracked unless the user's base has a __dict__ or weak references (msgspec requires GC
+    tracking for either)."""
+    if typed:
+        return {"dict": True, "gc": True}
+    if base.__dictoffset__ or base.__weakrefoffset__:
+        return {}
+    return {"gc": False}
 
 
 def _attr_name(key: str, index: int, base: type[Opportunity]) -> str:

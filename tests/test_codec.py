@@ -314,6 +314,38 @@ def test_custom_is_a_new_dict_built_from_the_fields_on_each_access(
     assert opp.custom is not opp.custom
 
 
+class WithDict(Opportunity, kw_only=True, dict=True):
+    pass
+
+
+class WithWeakref(Opportunity, kw_only=True, weakref=True):
+    pass
+
+
+class Untracked(Opportunity, kw_only=True, gc=False):
+    pass
+
+
+class TypedUntracked(Opportunity, kw_only=True, gc=False):
+    tier: str = msgspec.field(default="", name="custom.cf_tier")
+
+
+@pytest.mark.parametrize("cls", [WithDict, WithWeakref, Untracked, TypedUntracked])
+@pytest.mark.parametrize(
+    "custom",
+    [{"cf_tier": "Gold"}, {"cf_tier": "Gold", 'Size "XL"': 1}],
+    ids=["fast-path", "exact-path"],
+)
+def test_subclasses_with_their_own_struct_options_decode(
+    cls: type[Opportunity], custom: dict[str, Any]
+) -> None:
+    """msgspec refuses gc=False beside a __dict__ or weak references: the generated types must
+    not combine the user's options with ours into one it refuses."""
+    opp = OpportunityDecoder().decode(_doc(custom), cls)
+    assert isinstance(opp, cls)
+    assert opp.custom == custom
+
+
 def test_fast_path_objects_are_slim_and_untracked() -> None:
     """No __dict__ and no cycle-GC tracking: both measurably slow a small decode."""
     import gc

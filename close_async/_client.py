@@ -29,6 +29,7 @@ from ._opportunities import Opportunities
 from ._pacer import Pacer
 from ._ratelimit import RateLimitInfo, parse_rate_limit, retry_after
 from ._retry import RetryPolicy
+from ._slots import Slots
 
 
 class AsyncCloseClient:
@@ -93,7 +94,7 @@ class AsyncCloseClient:
         self.limiter = limiter
         self.pacer = Pacer() if pace_from_headers else None
         self._max_connections = max_connections
-        self._slots: asyncio.Semaphore | None = None
+        self._slots = Slots(max_connections)
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -187,13 +188,17 @@ class AsyncCloseClient:
         on_send: Callable[[], None] | None,
     ) -> bytes:
         session = self._get_session()
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._max_connections)
-        async with self._slots:
+        slots = self._slots
+        if not slots.try_take():
+            await slots.take()
+        try:
             if self.limiter is not None:
                 await self.limiter.acquire()
             window = self.pacer.window(group) if self.pacer is not None else None
-            ticket = await window.acquire() if window is not None else 0
+            ticket = 0
+            if window is not None:
+                granted = window.try_acquire()  # no coroutine when the window has room
+                ticket = await window.acquire() if granted is None else granted
             status: int | None = None
             headers: Mapping[str, str] = {}
             payload = b""
@@ -217,6 +222,8 @@ class AsyncCloseClient:
                     wait = retry_after(headers, payload) if status == 429 else None
                 if window is not None:
                     window.release(ticket, info, status=status, pause=wait)
+        finally:
+            slots.give()
         assert status is not None  # the request above either answered or raised
         if status == 429 or (info is not None and info.remaining == 0):
             await self._share_pause(wait if wait is not None else info.reset if info else None)

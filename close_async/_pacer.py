@@ -77,6 +77,12 @@ class Window:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def try_acquire(self) -> int | None:
+        """A ticket at once if the window allows one more request now, else None."""
+        if not self._waiters and self._can_send():
+            return self._grant()
+        return None
+
     async def acquire(self) -> int:
         """Wait until the window allows one more request; returns its ticket for :meth:`release`."""
         if not self._waiters and self._can_send():

@@ -81,10 +81,10 @@ def _check_date(name: str, value: Any) -> None:
 
 
 def _check_attachments(attachments: Any) -> None:
-    from .models import AttachmentIn
-
     if attachments is _UNSET or attachments is None:
         return
+    from .models import AttachmentIn  # here, not at the top: models imports this module
+
     if not isinstance(attachments, list):
         raise InvalidInputError("attachments", attachments, "must be a list of AttachmentIn")
     for i, attachment in enumerate(attachments):

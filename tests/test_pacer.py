@@ -110,6 +110,26 @@ async def test_cold_start_sends_one_probe_until_the_first_report(clock: FakeCloc
     assert (w.limit, w.available, w.in_flight) == (10, 9 - 3, 3)
 
 
+async def test_try_acquire_grants_only_what_acquire_would_grant_at_once(clock: FakeClock) -> None:
+    window = Window("opportunity")
+    probe = window.try_acquire()
+    assert probe is not None  # the cold-start probe
+    assert window.try_acquire() is None  # one probe at a time
+    waiter = spawn(window.acquire())
+    await clock.settle()
+    window.release(probe, report(remaining=9, reset=1.0), status=200, pause=None)
+    await clock.settle()
+    assert waiter.done()
+    assert window.try_acquire() is not None  # room in the window, nobody queued
+    window.available = 0
+    assert window.try_acquire() is None
+    queued = spawn(window.acquire())
+    await clock.settle()
+    window.available = 5
+    assert window.try_acquire() is None  # never ahead of a queued acquirer
+    await cancel_all([queued])
+
+
 async def test_a_probe_unanswered_for_the_probe_patience_lets_one_more_go(
     clock: FakeClock,
 ) -> None:

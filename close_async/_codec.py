@@ -16,7 +16,7 @@ import copy
 import keyword
 import re
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Protocol, TypeVar, Union, overload
+from typing import Annotated, Any, Protocol, TypeVar, Union, cast, overload
 
 import msgspec
 
@@ -25,6 +25,7 @@ from ._exceptions import DecodeError, InvalidInputError
 from .models import CreateOpportunity, Opportunity
 
 OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
+Decode = Callable[[bytes | str], Any]
 
 _encoder = msgspec.json.Encoder()
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -71,6 +72,7 @@ class _FastType:
         typed = [f for f in base_fields if f.encode_name.startswith(_PREFIX)]
         self.typed = [(f.name, f.default, f.default_factory) for f in typed]
         keys = tuple(k for k in keys if k not in declared)
+        self.keys = frozenset(keys)
         attrs = [_attr_name(k, i, base) for i, k in enumerate(keys)]
         fields: list[tuple[str, Any, Any]] = [(a, Any, _UNSET) for a in attrs]
         fields += [
@@ -154,8 +156,13 @@ class DecodeOpportunity(Protocol):
         ...
 
 
-def _not_built(data: bytes | str) -> Opportunity:
-    raise KeyError(Opportunity)
+class _NotBuilt(Exception):
+    """No fast type for this target yet (a private class: a KeyError raised by a user's
+    ``__post_init__`` must not be taken for this)."""
+
+
+def _not_built(data: bytes | str) -> Any:
+    raise _NotBuilt
 
 
 class OpportunityDecoder:
@@ -170,37 +177,39 @@ class OpportunityDecoder:
         self._fast: dict[type[Opportunity], _FastType] = {}
         # By target type: msgspec's own bound decode method (or, for typed custom fields, a
         # small wrapper), so that the hot path adds a single Python call to msgspec's work.
-        self._decoders: dict[type[Opportunity], Callable[[bytes | str], Any]] = {}
+        self._decoders: dict[type[Opportunity], Decode] = {}
         # Types for payloads whose keys could not be learned any more (the bound was reached).
         self._overflow: dict[tuple[type[Opportunity], frozenset[str]], _FastType] = {}
         self.decode, self._set_default = self._hot_path()
 
-    def _hot_path(self) -> tuple[DecodeOpportunity, Callable[[Callable[..., Any]], None]]:
+    def _hot_path(self) -> tuple[DecodeOpportunity, Callable[[Decode], None]]:
         """``decode``: a closure, because its whole overhead budget is one Python call.
 
         A bound method with a dict lookup per call cost ~5% of a small decode; a closure that
         holds the plain Opportunity decoder in a variable costs ~2%.
         """
         decoders = self._decoders
-        default: Callable[[bytes | str], Any] = _not_built
+        default: Decode = _not_built  # until built, and again when keys are learned
 
         def decode(data: bytes | str, type: type[Opportunity] | None = None) -> Opportunity:
             try:
                 if type is None:
                     return default(data)  # type: ignore[no-any-return]
-                return decoders[type](data)  # type: ignore[no-any-return]
-            except KeyError:
-                pass  # first use of this type, or keys were learned since
+                return decoders.get(type, _not_built)(data)  # type: ignore[no-any-return]
             except _MSGSPEC_ERRORS:  # also an undeclared key, or a missing or empty id
                 return self._decode_exact(_bytes(data), type or Opportunity)
-            self._fast_type(type or Opportunity)
+            except _NotBuilt:  # first use of this type, or keys were learned since
+                pass
+            self._fast_type(type or Opportunity)  # which makes the next call find it
             return decode(data, type)
 
-        def set_default(function: Callable[[bytes | str], Any]) -> None:
+        def set_default(function: Decode) -> None:
             nonlocal default
             default = function
 
-        return decode, set_default  # type: ignore[return-value]
+        decode.__doc__ = DecodeOpportunity.__call__.__doc__
+        decode.__qualname__ = "OpportunityDecoder.decode"
+        return cast(DecodeOpportunity, decode), set_default
 
     def _decode_exact(self, raw: bytes, type: type[OpportunityT]) -> OpportunityT:
         try:
@@ -223,13 +232,15 @@ class OpportunityDecoder:
             # msgspec refused a key we thought declarable: forget it rather than break every
             # later decode, and read this payload without declaring its unknown keys.
             for key in learnable:
-                del self._learned[key]
+                self._learned.pop(key, None)
             self._forget_types()
             odd += learnable
             unknown = learnable = []
             fast = self._fast_type(type)
-        if len(learnable) < len(unknown):
-            keys = frozenset(k for k in fields if k not in declared and k not in odd)
+        keys = frozenset(k for k in fields if k not in declared and k not in odd)
+        if not keys <= fast.keys:
+            # The bound on learned keys was reached, or (decoding from several threads) another
+            # decode forgot the types between our learning and our building: never drop a key.
             fast = self._overflow.get((type, keys)) or _FastType(type, keys)
             if len(self._overflow) < 64:
                 self._overflow[(type, keys)] = fast
@@ -254,7 +265,7 @@ class OpportunityDecoder:
     def _fast_type(self, type: type[Opportunity]) -> _FastType:
         fast = self._fast.get(type)
         if fast is None:
-            fast = self._fast[type] = _FastType(type, self._learned)
+            fast = self._fast[type] = _FastType(type, tuple(self._learned))
             if fast.typed:
                 decode = fast.decoder.decode
                 self._decoders[type] = lambda data: _fill_typed(decode(data), fast)

@@ -37,7 +37,8 @@ class Slots:
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def __repr__(self) -> str:
-        return f"<Slots free={self._free}/{self.size} waiters={len(self._waiters)}>"
+        waiting = sum(not fut.done() for fut in self._waiters)  # cancelled ones leave lazily
+        return f"<Slots free={self._free}/{self.size} waiters={waiting}>"
 
     @property
     def free(self) -> int:

@@ -229,9 +229,10 @@ class Opportunity(CloseModel, kw_only=True):
 
     Instances from the decoder are of a subclass (same name) that also declares the custom keys
     seen so far, which is what lets one pass keep them all. ``isinstance`` checks, pickling and
-    ``msgspec.json.encode`` (which writes the flat ``custom.*`` keys back) work as usual. They are
-    not tracked by Python's cycle collector (decoded JSON has no cycles, and tracking costs ~5% of
-    a small decode): do not make one refer to itself, or it is never freed.
+    ``msgspec.json.encode`` (which writes the flat ``custom.*`` keys back) work as usual. Those
+    from the decoder's fast path (a payload whose keys it has seen) are not tracked by Python's
+    cycle collector (decoded JSON has no cycles, and tracking costs 5-9% of a small decode): do
+    not make one refer to itself, or it is never freed.
     """
 
     id: str = ""

@@ -30,6 +30,7 @@ from close_async import (
     ServerError,
     __version__,
 )
+from close_async._opportunities import GROUP
 from close_async.testing import FakeCloseServer
 
 URL = "https://api.close.com/api/v1/opportunity/"
@@ -478,6 +479,42 @@ async def test_limiter_is_used(close_server: FakeCloseServer) -> None:
     async with AsyncCloseClient("k", base_url=close_server.base_url, limiter=Counting()) as close:
         await asyncio.gather(*(close.opportunities.create() for _ in range(3)))
     assert calls == 3
+
+
+@pytest.mark.parametrize("where", ["limiter", "pacer"])
+async def test_a_create_cancelled_before_sending_gives_its_connection_slot_back(
+    close_server: FakeCloseServer, where: str
+) -> None:
+    gate = asyncio.Event()
+
+    class Blocking:
+        async def acquire(self) -> None:
+            await gate.wait()
+
+        async def __aenter__(self) -> None:
+            await self.acquire()
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            return None
+
+    limiter = Blocking() if where == "limiter" else None
+    async with AsyncCloseClient(
+        "k", base_url=close_server.base_url, max_connections=1, limiter=limiter
+    ) as close:
+        if where == "pacer":  # the window is paused: acquire waits
+            close.pacer.window(GROUP).paused_until = asyncio.get_running_loop().time() + 3600
+        task = asyncio.create_task(close.opportunities.create())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert close._slots.free == 0  # held while waiting for the limiter or the window
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert close._slots.free == 1
+        gate.set()
+        close.pacer.window(GROUP).paused_until = 0.0
+        assert (await close.opportunities.create()).id
+    assert len(close_server.created) == 1
 
 
 async def test_a_limiter_that_can_pause_hears_about_a_spent_window(mock_http: aioresponses) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -330,30 +331,81 @@ class TypedUntracked(Opportunity, kw_only=True, gc=False):
     tier: str = msgspec.field(default="", name="custom.cf_tier")
 
 
-@pytest.mark.parametrize("cls", [WithDict, WithWeakref, Untracked, TypedUntracked])
 @pytest.mark.parametrize(
-    "custom",
-    [{"cf_tier": "Gold"}, {"cf_tier": "Gold", 'Size "XL"': 1}],
-    ids=["fast-path", "exact-path"],
+    ("cls", "tracked", "has_dict"),
+    [
+        pytest.param(Opportunity, False, False, id="Opportunity"),
+        pytest.param(WithDict, True, True, id="dict"),
+        pytest.param(WithWeakref, True, False, id="weakref"),
+        pytest.param(Untracked, False, False, id="gc-False"),
+        pytest.param(TypedUntracked, True, True, id="typed-gc-False"),
+    ],
 )
-def test_subclasses_with_their_own_struct_options_decode(
-    cls: type[Opportunity], custom: dict[str, Any]
+def test_fast_types_honour_the_struct_options_of_the_users_base(
+    cls: type[Opportunity], tracked: bool, has_dict: bool
 ) -> None:
     """msgspec refuses gc=False beside a __dict__ or weak references: the generated types must
-    not combine the user's options with ours into one it refuses."""
-    opp = OpportunityDecoder().decode(_doc(custom), cls)
-    assert isinstance(opp, cls)
-    assert opp.custom == custom
+    not combine the user's options with ours into one it refuses. Without those (and without
+    typed custom fields, which need a __dict__), fast-path objects are slim and untracked."""
+    decoder = OpportunityDecoder()
+    raw = _doc({"cf_tier": "Gold", "cf_a": [1]})
+    exact = decoder.decode(raw, cls)  # learns the keys
+    fast = decoder.decode(raw, cls)
+    for opp in (exact, fast):
+        assert isinstance(opp, cls)
+        assert opp.custom == {"cf_tier": "Gold", "cf_a": [1]}
+    assert type(fast) is not type(exact)  # the second one took the fast path
+    assert gc.is_tracked(fast) is tracked
+    assert hasattr(fast, "__dict__") is has_dict
+    assert gc.is_tracked(exact)  # the exact path's type keeps a __dict__
+    assert gc.is_tracked(fast.custom["cf_a"])  # its own containers are tracked as usual
 
 
-def test_fast_path_objects_are_slim_and_untracked() -> None:
-    """No __dict__ and no cycle-GC tracking: both measurably slow a small decode."""
-    import gc
+@pytest.mark.parametrize("cls", [WithDict, WithWeakref, Untracked, TypedUntracked])
+def test_subclasses_with_struct_options_keep_undeclarable_keys(cls: type[Opportunity]) -> None:
+    custom = {"cf_tier": "Gold", 'Size "XL"': 1}
+    decoder = OpportunityDecoder()
+    for _ in range(2):
+        opp = decoder.decode(_doc(custom), cls)
+        assert isinstance(opp, cls)
+        assert opp.custom == custom
 
-    opp = decode_opportunity(_doc({"cf_a": [1]}))
-    assert not hasattr(opp, "__dict__")
-    assert not gc.is_tracked(opp)
-    assert gc.is_tracked(opp.custom["cf_a"])  # its own containers are tracked as usual
+
+def test_the_default_fast_type_is_rebuilt_when_keys_are_learned() -> None:
+    decoder = OpportunityDecoder()
+    decoder.decode(_doc({"cf_a": 1}))
+    assert not hasattr(decoder.decode(_doc({"cf_a": 1})), "__dict__")  # fast
+    decoder.decode(_doc({"cf_a": 1, "cf_b": 2}))  # exact: learns cf_b, forgets the types
+    opp = decoder.decode(_doc({"cf_a": 1, "cf_b": 2}))
+    assert not hasattr(opp, "__dict__")  # fast again, with a type that declares cf_b
+    assert opp.custom == {"cf_a": 1, "cf_b": 2}
+
+
+def test_a_stale_fast_type_never_drops_a_learned_key() -> None:
+    """Two threads can interleave so that a key is learned after the type was built, and the
+    type is not forgotten: the exact path must still keep the key."""
+    decoder = OpportunityDecoder()
+    decoder.decode(_doc({"cf_a": 1}))
+    decoder.decode(_doc({"cf_a": 1}))  # the fast type for {cf_a} is built
+    decoder._learned["custom.cf_b"] = None  # learned elsewhere, types not forgotten
+    opp = decoder.decode(_doc({"cf_a": 1, "cf_b": 2}))
+    assert opp.custom == {"cf_a": 1, "cf_b": 2}
+
+
+def test_a_key_error_raised_while_decoding_is_not_taken_for_a_missing_type() -> None:
+    class Picky(Opportunity, kw_only=True):
+        def __post_init__(self) -> None:
+            raise KeyError("picky")
+
+    decoder = OpportunityDecoder()
+    for _ in range(2):  # the exact path, then the fast one
+        with pytest.raises(KeyError, match="picky"):
+            decoder.decode(_doc({"cf_a": 1}), Picky)
+
+
+def test_decode_opportunity_documents_itself() -> None:
+    assert decode_opportunity.__doc__
+    assert "custom.*" in decode_opportunity.__doc__
 
 
 def test_encoding_writes_the_flat_keys_back() -> None:
@@ -480,3 +532,39 @@ def test_decode_opportunity_is_typed_for_mypy(tmp_path: Path) -> None:
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert len(errors) == 1, out
     assert "snippet.py:8:" in errors[0], out
+
+
+def test_one_decoder_shared_by_threads_keeps_every_key() -> None:
+    """A stress test: threads learn keys while others build types, switching as often as the
+    interpreter allows; nothing may be dropped or raised. (The interleaving that used to drop a
+    key is rare here; test_a_stale_fast_type_never_drops_a_learned_key pins it exactly.)"""
+    import random
+    import sys
+    import threading
+
+    decoder = OpportunityDecoder()
+    failures: list[str] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(150):
+            custom = {f"cf_{rng.randrange(40)}": rng.randrange(9) for _ in range(rng.randrange(6))}
+            try:
+                got = decoder.decode(_doc(custom)).custom
+            except Exception as exc:  # reported below, with the input
+                failures.append(f"{custom} -> {exc!r}")
+            else:
+                if got != custom:
+                    failures.append(f"{custom} -> {got}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []

@@ -107,10 +107,20 @@ async def test_a_slot_handed_to_a_cancelled_waiter_is_passed_on() -> None:
     assert slots.free == 1
 
 
-def test_repr_shows_live_state() -> None:
-    slots = Slots(4)
+async def test_repr_shows_live_state() -> None:
+    slots = Slots(1)
     slots.try_take()
-    assert repr(slots) == "<Slots free=3/4 waiters=0>"
+    waiters = [asyncio.create_task(slots.take()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert repr(slots) == "<Slots free=0/1 waiters=2>"
+    waiters[0].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiters[0]
+    assert repr(slots) == "<Slots free=0/1 waiters=1>"  # a cancelled waiter is not counted
+    slots.give()
+    await waiters[1]
+    slots.give()
+    assert repr(slots) == "<Slots free=1/1 waiters=0>"
 
 
 @pytest.mark.parametrize("size", [0, -1], ids=["zero", "negative"])

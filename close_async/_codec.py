@@ -304,8 +304,5 @@ _decoder = OpportunityDecoder()
 
 
 decode_opportunity: DecodeOpportunity = _decoder.decode
-"""Decode one Opportunity JSON document (``bytes`` or ``str``), keeping every ``custom.*`` key in
-``.custom``. Pass ``type=`` a subclass of ``Opportunity`` with fields renamed to ``custom.cf_...``
-to get those custom fields as typed attributes (they are in ``.custom`` too). Raises
-``DecodeError`` (keeping the raw body) if it is not an Opportunity. (It is the module decoder's own
-closure, so the hot path costs one Python call, not two.)"""
+"""The module decoder's own ``decode`` (documented on ``DecodeOpportunity``): a closure, so the hot
+path costs one Python call, not two."""

@@ -28,7 +28,6 @@ import base64
 import cProfile
 import datetime as dt
 import gc
-import json
 import pstats
 import statistics
 import sys
@@ -42,7 +41,7 @@ from typing import Any
 import aiohttp
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
-from payloads import load_average, machine_info
+from payloads import load_average, machine_info, write_report
 
 from close_async import AsyncCloseClient, CreateOpportunity, Opportunity, decode_opportunity
 from close_async._codec import encode_create
@@ -449,10 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "profile": profile,
     }
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path}")
+    print(f"wrote {write_report(args.json, report)}")
     return 0
 
 

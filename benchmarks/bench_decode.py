@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from payloads import CUSTOM_PREFIX, PAYLOADS, custom_of, encoded, load_average, machine_info
+from payloads import (
+    CUSTOM_PREFIX,
+    PAYLOADS,
+    custom_of,
+    encoded,
+    load_average,
+    machine_info,
+    write_report,
+)
 
 from close_async import Opportunity, decode_opportunity
 from close_async._codec import OpportunityDecoder
@@ -457,10 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             f" it with gc=False; {plain:.2f} x payload-keys ceiling; reading .custom too:"
             f" {custom:.2f}"
         )
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path}")
+    print(f"wrote {write_report(args.json, report)}")
     return 0
 
 

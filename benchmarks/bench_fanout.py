@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import logging
 import math
-import os
-import platform
 import sys
 import threading
 import time
@@ -28,6 +25,7 @@ from typing import Any
 
 import requests
 from closeio_api import APIError, Client  # type: ignore[import-untyped]
+from payloads import machine_info, write_report
 
 from close_async import AsyncCloseClient
 from close_async.testing import DIALECTS, FAULTS, FakeCloseServer
@@ -244,17 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         params = {k: v for k, v in vars(args).items() if k != "json"}
         report = {
-            "machine": {
-                "python": sys.version.split()[0],
-                "implementation": platform.python_implementation(),
-                "platform": platform.platform(),
-                "cpu_count": os.cpu_count(),
-            },
+            "machine": machine_info(),
             "params": {**params, "clients": clients},
             "results": {r.client: asdict(r) for r in results},
         }
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
+        write_report(args.json, report)
     return 0
 
 

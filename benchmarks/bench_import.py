@@ -29,8 +29,6 @@ import asyncio
 import contextlib
 import csv
 import json
-import os
-import platform
 import random
 import resource
 import signal
@@ -41,6 +39,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from payloads import machine_info, write_report
 
 RESULTS = Path(__file__).parent / "results" / "bench_import.json"
 TARGET_RATIO = 1.3
@@ -310,21 +310,14 @@ def main() -> int:
     if args.json:
         report = {
             "benchmark": "bench_import",
-            "machine": {
-                "python": platform.python_version(),
-                "implementation": platform.python_implementation(),
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
-            },
+            "machine": machine_info(),
             "params": {"sizes": sizes, "concurrency": args.concurrency, "quick": args.quick},
             "target_ratio": TARGET_RATIO,
             "ratio": round(ratio, 3),
             "target_met": ratio <= TARGET_RATIO,
             "results": [asdict(r) for r in results],
         }
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_report(args.json, report)
     return 0 if ok else 1
 
 

@@ -27,8 +27,6 @@ import asyncio
 import collections
 import contextlib
 import json
-import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -43,6 +41,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from payloads import machine_info, write_report  # noqa: E402
 
 from close_async import AsyncCloseClient, CloseError, TokenBucket  # noqa: E402
 from close_async._redis import RedisTokenBucket  # noqa: E402
@@ -298,16 +298,9 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.ExitStack() as stack:
         url = args.redis_url or stack.enter_context(redis_server())
         results = asyncio.run(bench(args, url))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     params = {k: v for k, v in vars(args).items() if k not in ("worker", "json")}
-    machine = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-    }
-    payload = {"params": params, "machine": machine, "results": [asdict(r) for r in results]}
-    args.json.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    payload = {"params": params, "machine": machine_info(), "results": [asdict(r) for r in results]}
+    print(f"wrote {write_report(args.json, payload)}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Shared by the benchmarks: the Opportunity payloads they decode (shaped like Close's real
-responses) and machine info.
+responses), machine info and writing a report as JSON.
 
 Self-contained on purpose (the benchmarks never import from ``tests/``); the full payload mirrors
 ``full_opportunity()`` in ``tests/conftest.py`` field for field.
@@ -15,10 +15,12 @@ Three payloads, from the issue:
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -211,3 +213,11 @@ def machine_info() -> dict[str, Any]:
         "load_average": load_average(),
         "versions": libs,
     }
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> Path:
+    """Write a benchmark's report as indented JSON (its folder created if needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -21,11 +21,17 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
 import msgspec
 
 from ._client import AsyncCloseClient
-from ._constants import API_KEY_ENV, BASE_URL_ENV, CUSTOM_PREFIX, DEFAULT_BASE_URL, __version__
+from ._constants import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    CUSTOM_PREFIX,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONCURRENCY,
+    __version__,
+)
 from ._exceptions import CloseError, InvalidInputError
 from ._importer import ImportSummary, run_import
 from ._journal import Journal
-from ._opportunities import DEFAULT_CONCURRENCY
 
 _EPILOG = (
     f"Credentials come from ${API_KEY_ENV} (an API key). Exit codes: 0 everything was "

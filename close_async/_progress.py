@@ -57,7 +57,8 @@ class Progress:
         self.tty = self.stream.isatty() if tty is None else tty
         self._width = width
         self._clock = clock
-        self._samples: deque[tuple[float, int]] = deque([(clock(), 0)])
+        self._started = clock()
+        self._samples: deque[tuple[float, int]] = deque([(self._started, 0)])
         self._last_draw = -float("inf")
         self._drawn = 0  # length of the bar line on screen
         self._summary: ImportSummary | None = None
@@ -75,7 +76,7 @@ class Progress:
         summary, self._summary = self._summary, None
         if summary is not None:
             self._sample(self._clock(), summary)
-            self._show(summary)
+            self._show(summary, final=True)
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
@@ -92,10 +93,13 @@ class Progress:
         while len(self._samples) > 2 and now - self._samples[1][0] >= _RATE_WINDOW:
             self._samples.popleft()
 
-    def _show(self, summary: ImportSummary) -> None:
+    def _show(self, summary: ImportSummary, *, final: bool = False) -> None:
         if self.quiet:
             return
         done, rate = _done(summary), self.rate()
+        elapsed = self._samples[-1][0] - self._started
+        if rate is None and final and elapsed > 0:  # a short run: its average
+            rate = (_done(summary) - summary.skipped) / elapsed
         left = max(0, self.total - done)
         speed = "--/s" if rate is None else f"{rate:.0f}/s"
         eta = duration(left / rate) if rate else ("0:00" if not left else "--")

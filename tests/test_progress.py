@@ -118,6 +118,7 @@ def test_finish_draws_the_last_counts_and_ends_the_line() -> None:
     progress.finish()
     assert stream.getvalue().endswith("\n")
     assert "3/3" in screen(stream)
+    assert "300/s  ETA 0:00" in screen(stream)  # shorter than a second: its average
     progress.finish()  # twice is harmless
     assert stream.getvalue().count("\n") == 1
 

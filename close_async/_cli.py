@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
-import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -255,6 +254,8 @@ def _input(file: Path) -> Iterator[Path]:
     if str(file) != "-":
         yield file
         return
+    import tempfile
+
     stdin = sys.stdin.buffer
     head = stdin.read(4096)
     jsonl = head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{")
@@ -338,7 +339,7 @@ def summary_json(summary: ImportSummary, *, dry_run: bool, journal: Path | None)
         data[key] = [{"line": n, "error": e} for n, e in sorted(getattr(summary, key))]
     data["seconds"] = round(summary.seconds, 3)
     data.update(dry_run=dry_run, journal=journal and str(journal), exit_code=summary.exit_code)
-    return msgspec.json.encode(data).decode()
+    return msgspec.json.encode(data, enc_hook=str).decode()  # str: a Path, say
 
 
 def print_summary(

@@ -8,47 +8,56 @@ async with AsyncCloseClient() as close:  # API key from $CLOSE_API_KEY
 ```
 """
 
-from ._client import AsyncCloseClient
-from ._codec import decode_opportunity
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._constants import __version__
-from ._exceptions import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    CloseError,
-    DecodeError,
-    InvalidInputError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ServerError,
-)
-from ._limiter import Limiter, TokenBucket
-from ._redis import RedisTokenBucket
-from ._retry import RetryPolicy
-from .models import (
-    ActionItem,
-    AdjustCloseDateDetails,
-    Attachment,
-    AttachmentIn,
-    ChangeStatusDetails,
-    CloseModel,
-    CommentSummary,
-    ContactEmail,
-    ContactPhone,
-    CreateOpportunity,
-    FollowUpCallDetails,
-    FollowUpEmailDetails,
-    FollowUpSMSDetails,
-    IntegrationLink,
-    Opportunity,
-    StallStatus,
-    SuggestedAction,
-    SuggestedActionDetails,
-    ValuePeriod,
-)
+
+# The public names load on first use (PEP 562): `close-async --version` and shell completion
+# import this package, and aiohttp alone takes 0.2-0.3 s to import.
+if TYPE_CHECKING:
+    from ._client import AsyncCloseClient
+    from ._codec import decode_opportunity
+    from ._exceptions import (
+        APIConnectionError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        CloseError,
+        DecodeError,
+        InvalidInputError,
+        NotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        ServerError,
+    )
+    from ._limiter import Limiter, TokenBucket
+    from ._redis import RedisTokenBucket
+    from ._retry import RetryPolicy
+    from .models import (
+        ActionItem,
+        AdjustCloseDateDetails,
+        Attachment,
+        AttachmentIn,
+        ChangeStatusDetails,
+        CloseModel,
+        CommentSummary,
+        ContactEmail,
+        ContactPhone,
+        CreateOpportunity,
+        FollowUpCallDetails,
+        FollowUpEmailDetails,
+        FollowUpSMSDetails,
+        IntegrationLink,
+        Opportunity,
+        StallStatus,
+        SuggestedAction,
+        SuggestedActionDetails,
+        ValuePeriod,
+    )
 
 __all__ = [
     "APIConnectionError",
@@ -90,3 +99,20 @@ __all__ = [
     "__version__",
     "decode_opportunity",
 ]
+
+# The modules that hold the names of __all__, imported by the first use of any of them.
+_MODULES = ("._client", "._codec", "._exceptions", "._limiter", "._redis", "._retry", ".models")
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for module in _MODULES:
+            found = vars(importlib.import_module(module, __name__))
+            globals().update({n: found[n] for n in __all__ if n in found})
+        if name in globals():
+            return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,16 +1,23 @@
-"""The ``close-async`` command: create one opportunity, import a file, or run the demo.
+"""The ``close-async`` command: create one opportunity, import a file, run the demo, or serve
+a fake Close API.
 
 Needs the ``cli`` extra (click): ``pip install 'close-async[cli]'``.
+
+``--base-url`` and ``--api-key`` are accepted before or after the command's name: each command
+that talks to Close declares them too, and its own value wins over the group's (kept in the root
+context's ``obj``). The SDK proper (aiohttp, msgspec) is imported inside the commands, so that
+``--version``, ``--help`` and shell completion import click alone.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
+import contextlib
+import shutil
 import sys
-import time
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     import click
@@ -18,41 +25,89 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
     raise SystemExit(
         "close-async: the command line needs click: pip install 'close-async[cli]'"
     ) from None
-import msgspec
 
-from ._client import AsyncCloseClient
-from ._constants import API_KEY_ENV, BASE_URL_ENV, CUSTOM_PREFIX, DEFAULT_BASE_URL, __version__
-from ._exceptions import CloseError, InvalidInputError
-from ._importer import ImportSummary, run_import
-from ._journal import Journal
-from ._opportunities import DEFAULT_CONCURRENCY
-
-_EPILOG = (
-    f"Credentials come from ${API_KEY_ENV} (an API key). Exit codes: 0 everything was "
-    "created, 1 some rows failed or have an unknown outcome, 2 usage errors."
+from ._constants import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    CUSTOM_PREFIX,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONCURRENCY,
+    __version__,
 )
+from ._progress import Progress
+from ._serve import fake_server
+
+if TYPE_CHECKING:
+    from ._client import AsyncCloseClient
+    from ._importer import ImportSummary
+
+F = TypeVar("F", bound=Callable[..., Any])
+_EPILOG = (
+    f"Credentials come from ${API_KEY_ENV} (an API key) or --api-key. Exit codes: 0 everything "
+    "was created, 1 some rows failed or have an unknown outcome, 2 usage errors."
+)
+
+
+def _keep(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Keep an option's value in the root context's ``obj``, unless it was not given."""
+    if value is not None and param.name:
+        ctx.find_root().ensure_object(dict)[param.name] = value
+
+
+def _connection_options(*, group: bool) -> Callable[[F], F]:
+    """``--base-url`` and ``--api-key``: on the group with their environment variables and
+    default, on a command without (so that they only override what the group found)."""
+
+    def decorate(f: F) -> F:
+        key = click.option(
+            "--api-key",
+            metavar="KEY",
+            envvar=API_KEY_ENV if group else None,
+            expose_value=False,
+            callback=_keep,
+            help=f"Your Close API key (default ${API_KEY_ENV}, which is safer: other users of "
+            "the machine can see a command line).",
+        )
+        url = click.option(
+            "--base-url",
+            metavar="URL",
+            envvar=BASE_URL_ENV if group else None,
+            default=DEFAULT_BASE_URL if group else None,
+            expose_value=False,
+            callback=_keep,
+            help=f"The API root (default ${BASE_URL_ENV}, or {DEFAULT_BASE_URL}).",
+        )
+        return url(key(f))
+
+    return decorate
+
+
+def _option(name: str) -> Any:
+    """An option kept by :func:`_keep` (None if not given)."""
+    return click.get_current_context().find_root().ensure_object(dict).get(name)
 
 
 @click.group(epilog=_EPILOG)
-@click.version_option(__version__, prog_name="close-async")
-@click.option(
-    "--base-url",
-    envvar=BASE_URL_ENV,
-    default=DEFAULT_BASE_URL,
-    show_default=True,
-    help="The API root (also $CLOSE_BASE_URL).",
-)
-@click.pass_context
-def main(ctx: click.Context, base_url: str) -> None:
-    """Create Close opportunities from the command line, fast and without duplicates."""
-    ctx.obj = {"base_url": base_url}
+@click.version_option(__version__, "--version", "-V", prog_name="close-async")
+@_connection_options(group=True)
+def main() -> None:
+    """Create Close opportunities from the command line, fast and without duplicates.
+
+    \b
+    Shell completion (bash; zsh and fish alike, see docs/cli.md):
+      eval "$(_CLOSE_ASYNC_COMPLETE=bash_source close-async)"
+    """
 
 
 def _client(ctx: click.Context) -> AsyncCloseClient:
-    if not os.environ.get(API_KEY_ENV):
-        raise click.UsageError(f"set ${API_KEY_ENV} to your Close API key")
+    from ._client import AsyncCloseClient
+    from ._exceptions import CloseError
+
+    api_key = _option("api_key")
+    if not api_key:
+        raise click.UsageError(f"set ${API_KEY_ENV} to your Close API key (or pass --api-key)")
     try:
-        return AsyncCloseClient(base_url=ctx.obj["base_url"])
+        return AsyncCloseClient(api_key, base_url=_option("base_url"))
     except CloseError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -68,18 +123,39 @@ def _custom(values: tuple[str, ...]) -> dict[str, Any]:
 
 
 @main.command()
-@click.option("--lead-id", help="The lead (without one, Close creates an 'Untitled' lead).")
+@click.option("--lead-id", help="The lead to add it to (required, unless --new-lead).")
+@click.option(
+    "--new-lead", is_flag=True, help="Instead of --lead-id: Close creates an 'Untitled' lead."
+)
 @click.option("--value", type=int, help="The value in cents: 500000 is $5,000.00.")
-@click.option("--value-period", type=click.Choice(["one_time", "monthly", "annual"]))
+@click.option(
+    "--value-period",
+    type=click.Choice(["one_time", "monthly", "annual"]),
+    help="How often the value is paid.",
+)
 @click.option("--confidence", type=click.IntRange(0, 100), help="0 to 100.")
-@click.option("--note")
+@click.option("--note", help="Free text shown on the opportunity.")
 @click.option("--status-id", help="Defaults to the organization's first status.")
-@click.option("--contact-id")
-@click.option("--user-id")
+@click.option("--contact-id", help="A contact of the lead.")
+@click.option("--user-id", help="The owner (defaults to the API key's user).")
 @click.option("--custom", multiple=True, metavar="cf_ID=VALUE", help="A custom field; repeatable.")
+@_connection_options(group=False)
 @click.pass_context
-def create(ctx: click.Context, /, custom: tuple[str, ...], **fields: Any) -> None:
+def create(ctx: click.Context, /, custom: tuple[str, ...], new_lead: bool, **fields: Any) -> None:
     """Create one opportunity and print it as JSON."""
+    import asyncio
+
+    import msgspec
+
+    from ._exceptions import CloseError, InvalidInputError
+
+    if new_lead == bool(fields["lead_id"]):
+        raise click.UsageError(
+            "--lead-id and --new-lead exclude each other"
+            if new_lead
+            else "which lead? Pass --lead-id LEAD, or --new-lead to let Close create an "
+            "'Untitled' lead for this opportunity"
+        )
     given = {k: v for k, v in fields.items() if v is not None}
     client = _client(ctx)
 
@@ -99,7 +175,9 @@ def create(ctx: click.Context, /, custom: tuple[str, ...], **fields: Any) -> Non
 
 
 @main.command(name="import", epilog=_EPILOG)
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
 @click.option(
     "--journal",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -110,11 +188,28 @@ def create(ctx: click.Context, /, custom: tuple[str, ...], **fields: Any) -> Non
     type=click.IntRange(1, 1000),
     default=DEFAULT_CONCURRENCY,
     show_default=True,
+    help="Creates in flight at once; the server's rate limit still applies.",
 )
 @click.option("--retry-unknown", is_flag=True, help="Re-send rows whose outcome is unknown.")
 @click.option("--dry-run", is_flag=True, help="Validate every row; send nothing.")
 @click.option("--output", type=click.File("w"), help="Write each row's outcome here (JSON Lines).")
 @click.option("--fsync", is_flag=True, help="fsync the journal per record (power-cut safe).")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    expose_value=False,
+    callback=_keep,
+    help="No progress; no summary either when every row was created.",
+)
+@click.option(
+    "--json",
+    is_flag=True,
+    expose_value=False,
+    callback=_keep,
+    help="Print a JSON summary on stdout (the human one goes to stderr).",
+)
+@_connection_options(group=False)
 @click.pass_context
 def import_(
     ctx: click.Context,
@@ -126,7 +221,8 @@ def import_(
     output: Any,
     fsync: bool,
 ) -> None:
-    """Create one opportunity per row of FILE (.csv, or JSON Lines otherwise).
+    """Create one opportunity per row of FILE (.csv, or JSON Lines otherwise; - reads
+    standard input: JSON Lines if it starts with {, CSV otherwise).
 
     CSV: a header row of field names (lead_id, value, value_period, confidence, note,
     status_id, date_won, ..., custom.cf_<id>); an empty cell is not sent; value and
@@ -140,11 +236,46 @@ def import_(
     Example:
       close-async import deals.csv --journal deals.journal --output results.jsonl
     """
+    import asyncio
+
     client = None if dry_run else _client(ctx)
-    code = asyncio.run(
-        _import(client, file, journal, concurrency, retry_unknown, dry_run, output, fsync)
-    )
+    with _input(file) as path:
+        _check_has_rows(path, "standard input" if str(file) == "-" else str(file))
+        code = asyncio.run(
+            _import(client, path, journal, concurrency, retry_unknown, dry_run, output, fsync)
+        )
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def _input(file: Path) -> Iterator[Path]:
+    """FILE, or for ``-`` standard input copied to a temporary file (the import reads its input
+    twice: once to count rows for the progress bar, then row by row)."""
+    if str(file) != "-":
+        yield file
+        return
+    import tempfile
+
+    stdin = sys.stdin.buffer
+    head = stdin.read(4096)
+    jsonl = head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{")
+    with tempfile.TemporaryDirectory(prefix="close-async-") as tmp:
+        path = Path(tmp, "stdin.jsonl" if jsonl else "stdin.csv")
+        with path.open("wb") as f:
+            f.write(head)
+            shutil.copyfileobj(stdin, f)
+        yield path
+
+
+def _check_has_rows(path: Path, name: str) -> None:
+    """An empty file (or a CSV with only its header) is a usage error: exit 2, nothing sent."""
+    with path.open("rb") as f:
+        lines = (line for line in f if line.strip())
+        header = path.suffix.lower() == ".csv" and next(lines, None) is not None
+        if next(lines, None) is None:
+            what = "only a header row" if header else "it is empty"
+            click.echo(f"error: nothing to import: {name} has no rows ({what})", err=True)
+            sys.exit(2)
 
 
 async def _import(
@@ -157,8 +288,12 @@ async def _import(
     output: Any,
     fsync: bool,
 ) -> int:
+    from ._exceptions import InvalidInputError
+    from ._importer import run_import
+    from ._journal import Journal
+
     journal = Journal(journal_path, fsync=fsync) if journal_path and not dry_run else None
-    progress = Progress(_count_rows(file))
+    progress = Progress(_count_rows(file), quiet=bool(_option("quiet")))
     try:
         if client is not None:
             async with client:
@@ -179,7 +314,10 @@ async def _import(
         if journal is not None:
             journal.close()
     progress.finish()
-    print_summary(summary, dry_run=dry_run, journal=journal_path)
+    if _option("json"):
+        click.echo(summary_json(summary, dry_run=dry_run, journal=journal_path))
+    if summary.exit_code or not _option("quiet"):
+        print_summary(summary, dry_run=dry_run, journal=journal_path, err=bool(_option("json")))
     return summary.exit_code
 
 
@@ -189,40 +327,37 @@ def _count_rows(path: Path) -> int:
     return max(0, lines - 1) if path.suffix.lower() == ".csv" else lines
 
 
-class Progress:
-    """A bar on a terminal; otherwise a plain line every few seconds."""
+def summary_json(summary: ImportSummary, *, dry_run: bool, journal: Path | None) -> str:
+    """The summary as one JSON object: every ImportSummary field (failed and unknown rows as
+    ``{"line", "error"}`` in line order) plus ``dry_run``, ``journal`` and ``exit_code``."""
+    import dataclasses
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.tty = sys.stderr.isatty()
-        self._bar: Any = None
-        self._shown = 0
-        self._last = 0.0
-        if self.tty:
-            self._bar = click.progressbar(length=total, label="importing", file=sys.stderr)
-            self._bar.__enter__()
+    import msgspec
 
-    def __call__(self, summary: ImportSummary) -> None:
-        done = summary.created + summary.skipped + len(summary.failed) + len(summary.unknown)
-        if self._bar is not None:
-            self._bar.update(done - self._shown)
-            self._shown = done
-        elif time.monotonic() - self._last >= 2.0 or done == self.total:
-            self._last = time.monotonic()
-            click.echo(
-                f"progress: {done}/{self.total} rows, {summary.created} created, "
-                f"{len(summary.failed)} failed, {len(summary.unknown)} unknown",
-                err=True,
-            )
-
-    def finish(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
+    data = dataclasses.asdict(summary)
+    for key in ("failed", "unknown"):
+        data[key] = [{"line": n, "error": e} for n, e in sorted(getattr(summary, key))]
+    data["seconds"] = round(summary.seconds, 3)
+    data.update(dry_run=dry_run, journal=journal and str(journal), exit_code=summary.exit_code)
+    return msgspec.json.encode(data, enc_hook=str).decode()  # str: a Path, say
 
 
-def print_summary(summary: ImportSummary, *, dry_run: bool, journal: Path | None) -> None:
-    echo = click.echo
+def print_summary(
+    summary: ImportSummary, *, dry_run: bool, journal: Path | None, err: bool = False
+) -> None:
+    """The human summary, rows in line order, wrapped to the terminal's width (if it is one)."""
+    stream = sys.stderr if err else sys.stdout
+    width = shutil.get_terminal_size().columns - 1 if stream.isatty() else 0
+
+    def echo(text: str) -> None:
+        if width and len(text) > width:  # continuation lines indented under the text
+            indent = " " * (len(text) - len(text.lstrip()) + 4)
+            text = textwrap.fill(
+                text, width, subsequent_indent=indent, break_long_words=False,
+                break_on_hyphens=False,
+            )  # fmt: skip
+        click.echo(text, err=err)
+
     if dry_run:
         echo(f"dry run: {summary.rows} rows, {len(summary.failed)} invalid; nothing was sent")
     else:
@@ -232,28 +367,54 @@ def print_summary(summary: ImportSummary, *, dry_run: bool, journal: Path | None
             f"created, {len(summary.failed)} failed, {len(summary.unknown)} unknown "
             f"({summary.seconds:.1f} s, {rate:.0f} created/s)"
         )
-    for line, reason in summary.failed:
+    for line, reason in sorted(summary.failed):
         echo(f"  line {line}: failed: {reason}")
     if summary.unknown:
         echo(
             f"{len(summary.unknown)} rows may or may not have been created (their request left"
             " and no definite answer came back). They were not re-sent, to avoid duplicates:"
         )
-        for line, reason in summary.unknown:
+        for line, reason in sorted(summary.unknown):
             echo(f"  line {line}: unknown: {reason}")
         again = f" --journal {journal}" if journal else ""
-        echo(f"Check them in Close, or re-run with{again} --retry-unknown to send them again.")
+        click.echo(  # not wrapped: it holds a command to copy
+            f"Check them in Close, or re-run with{again} --retry-unknown to send them again.",
+            err=err,
+        )
 
 
 @main.command()
-@click.option("--rows", type=click.IntRange(1, 100_000), default=2000, show_default=True)
-@click.option("--limit", type=click.IntRange(1), default=400, show_default=True)
-@click.option("--window", type=click.FloatRange(0.05), default=1.0, show_default=True)
+@click.option(
+    "--rows",
+    type=click.IntRange(1, 100_000),
+    default=2000,
+    show_default=True,
+    help="How many generated rows to import.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=400,
+    show_default=True,
+    help="The fake server's rate limit: requests per window per API key.",
+)
+@click.option(
+    "--window",
+    type=click.FloatRange(0.05),
+    default=1.0,
+    show_default=True,
+    help="The rate limit's window, in seconds.",
+)
 def demo(rows: int, limit: int, window: float) -> None:
     """Import generated opportunities into an embedded fake Close server: no account needed."""
+    import asyncio
+
     from ._demo import run_demo
 
     sys.exit(asyncio.run(run_demo(rows=rows, limit=limit, window=window)))
+
+
+main.add_command(fake_server)
 
 
 if __name__ == "__main__":  # pragma: no cover

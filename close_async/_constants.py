@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("close-async")
-except PackageNotFoundError:  # pragma: no cover - only when run from a source tree never installed
-    __version__ = "0.0.0"
+from ._version import __version__ as __version__
 
 DEFAULT_BASE_URL = "https://api.close.com/api/v1/"
 API_KEY_ENV = "CLOSE_API_KEY"
@@ -23,6 +18,8 @@ DEFAULT_MAX_RETRIES = 3
 # Sized like a browser's pool per host; also the cap on requests we start at once, so that no
 # request ever waits for a pooled connection inside its own timeout.
 DEFAULT_MAX_CONNECTIONS = 100
+# Creates in flight at once in bulk; the pacer and the connection pool bound them further.
+DEFAULT_CONCURRENCY = 50
 
 # Backoff when the server gives no wait: 0.5 s, 1 s, 2 s ... capped, with full jitter.
 INITIAL_BACKOFF = 0.5

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import click
 
-from ._cli import Progress
 from ._client import AsyncCloseClient
 from ._importer import ImportSummary, run_import
 from ._journal import Journal
+from ._progress import Progress
 from .testing import FakeCloseServer
 
 # Faults the server plays at given fractions of the import: (fraction, fault, what it shows).

@@ -11,6 +11,7 @@ import msgspec
 
 from ._bulk import Item, guarded, run_pool, to_create
 from ._codec import decode_opportunity, encode_create
+from ._constants import DEFAULT_CONCURRENCY
 from ._exceptions import CloseError, DecodeError, InvalidInputError
 from .models import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
 
@@ -22,8 +23,6 @@ _UNSET: Any = msgspec.UNSET
 _PATH = "opportunity/"
 # Close limits each endpoint group separately; this is ours for creates.
 GROUP = "POST opportunity"
-# Creates in flight at once in bulk; the pacer and the connection pool bound them further.
-DEFAULT_CONCURRENCY = 50
 
 
 class Opportunities:

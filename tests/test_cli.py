@@ -223,16 +223,17 @@ def test_create_errors_exit_1() -> None:
 def test_base_url_option_and_environment() -> None:
     with server_thread() as fake:
         # From $CLOSE_BASE_URL.
-        assert invoke(["create", "--note", "env"], base_url=fake.base_url).exit_code == 0
+        env = invoke(["create", "--new-lead", "--note", "env"], base_url=fake.base_url)
+        assert env.exit_code == 0
         # --base-url wins over the environment.
         result = CliRunner().invoke(
             main,
-            ["--base-url", fake.base_url, "create", "--note", "option"],
+            ["--base-url", fake.base_url, "create", "--new-lead", "--note", "option"],
             env={"CLOSE_API_KEY": "k", "CLOSE_BASE_URL": "http://127.0.0.1:9/nothing/"},
         )
         assert result.exit_code == 0, result.output
         assert sorted(fake.created_notes()) == ["env", "option"]
-    bad = invoke(["--base-url", "ftp://example.com/", "create", "--note", "x"])
+    bad = invoke(["--base-url", "ftp://example.com/", "create", "--new-lead", "--note", "x"])
     assert bad.exit_code == 2
     assert "base_url" in bad.output
 

@@ -74,3 +74,33 @@ def test_py_typed_is_shipped() -> None:
     from importlib.resources import files
 
     assert files("close_async").joinpath("py.typed").is_file()
+
+
+def test_type_checkers_see_every_lazily_loaded_name() -> None:
+    """The names load on first use (``__getattr__``); the ``if TYPE_CHECKING:`` imports are what
+    mypy and editors see, so they must be exactly ``__all__``."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(close_async.__file__).read_text(encoding="utf-8"))
+    [block] = [
+        n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
+    ]
+    seen = {
+        alias.name
+        for node in ast.walk(block)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert seen | {"__version__"} == set(close_async.__all__)
+
+
+def test_importing_the_package_does_not_import_aiohttp() -> None:
+    import subprocess
+    import sys
+
+    check = (
+        "import sys, close_async; assert 'aiohttp' not in sys.modules; "
+        "close_async.AsyncCloseClient; assert 'aiohttp' in sys.modules"
+    )
+    assert subprocess.run([sys.executable, "-c", check], timeout=60).returncode == 0

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Protocol, TypeVar, Union, cast, overload
 import msgspec
 
 from ._constants import CUSTOM_PREFIX as _PREFIX
+from ._exceptions import MSGSPEC_DECODE_ERRORS as _MSGSPEC_ERRORS
 from ._exceptions import DecodeError, InvalidInputError
 from .models import CreateOpportunity, Opportunity
 
@@ -29,9 +30,6 @@ Decode = Callable[[bytes | str], Any]
 
 _encoder = msgspec.json.Encoder()
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
-# What msgspec can raise on bad input: besides its own errors, invalid UTF-8 inside a string and
-# pathological nesting surface as these.
-_MSGSPEC_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _UNDECLARABLE = re.compile(r'[\\"\x00-\x1f]')
 _UNSET = msgspec.UNSET
 # Learning is bounded so a stream of ever-new keys cannot grow memory without limit.
@@ -39,13 +37,23 @@ MAX_LEARNED_KEYS = 2000
 
 
 def encode_create(item: CreateOpportunity) -> bytes:
-    """The request body: declared fields (unset ones left out) plus flat ``custom.cf_*`` keys."""
+    """The request body: declared fields (unset ones left out) plus flat ``custom.cf_*`` keys.
+
+    A value JSON cannot carry (an arbitrary object, a lone surrogate in a string, a dict with
+    tuple keys, nesting deeper than ~1,000 levels) raises ``InvalidInputError`` naming its field.
+    """
+    try:
+        return _encode(item)
+    # Whatever msgspec refuses: TypeError, UnicodeEncodeError, RecursionError, or an error from
+    # a user's container while it is read. Encoding has no side effects, so none is lost.
+    except Exception as exc:
+        raise _unencodable(item, exc) from exc
+
+
+def _encode(item: CreateOpportunity) -> bytes:
     if not item.custom:
         return _encoder.encode(item)
-    try:
-        custom = _encoder.encode({_PREFIX + k: v for k, v in item.custom.items()})
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise InvalidInputError("custom", item.custom, f"is not JSON-serializable: {exc}") from exc
+    custom = _encoder.encode({_PREFIX + k: v for k, v in item.custom.items()})
     # A shallow copy without the custom dict (copy, not structs.replace: that would validate again).
     bare = copy.copy(item)
     bare.custom = {}
@@ -53,6 +61,38 @@ def encode_create(item: CreateOpportunity) -> bytes:
     if body == b"{}":
         return custom
     return body[:-1] + b"," + custom[1:]
+
+
+def _unencodable(item: CreateOpportunity, exc: Exception) -> InvalidInputError:
+    """The error naming the first field whose value cannot be encoded (on the failure path only:
+    each field is encoded again on its own to find it)."""
+    for name, value, wire in _wire_parts(item):
+        try:
+            _encoder.encode(wire)
+        except Exception as err:
+            return InvalidInputError(name, value, f"cannot be sent as JSON ({_reason(err)})")
+    return InvalidInputError("item", item, f"cannot be sent as JSON ({_reason(exc)})")
+
+
+def _wire_parts(item: CreateOpportunity) -> Iterable[tuple[str, Any, Any]]:
+    """``(field name, value, what is encoded)`` for every part of the body, finest first."""
+    for field in msgspec.structs.fields(item):
+        value = getattr(item, field.name)
+        if value is _UNSET or field.name == "custom":
+            continue
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                yield f"{field.name}.{key}", sub, {key: sub}
+        elif isinstance(value, list):
+            for i, sub in enumerate(value):
+                yield f"{field.name}[{i}]", sub, sub
+        yield field.name, value, value
+    for key, value in item.custom.items():
+        yield f"custom.{key}", value, {_PREFIX + key: value}
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class _FastType:

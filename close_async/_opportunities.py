@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
-from ._bulk import Item, guarded, run_pool, to_create
+from ._bulk import Batch, Gate, Item, run_pool, to_create, unexpected
 from ._codec import decode_opportunity, encode_create
 from ._exceptions import CloseError, DecodeError, InvalidInputError
+from ._redact import redact_error
 from .models import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
 
 if TYPE_CHECKING:
@@ -147,13 +147,28 @@ class Opportunities:
         what a journal needs to tell "never sent" from "outcome unknown".
         """
 
+        batch = Batch()
+
         async def work(index: int, item: Item) -> OpportunityT | CloseError:
+            # Never raises: whatever happens to one item is its result, and the others go on.
             try:
                 create = to_create(item)
             except CloseError as exc:
                 return exc
-            hook = None if on_send is None else functools.partial(on_send, index)
-            return await guarded(self._send(create, response_type=response_type, on_send=hook))
+            except Exception as exc:
+                return self._unexpected(exc, sent=False)
+            if batch.refused is not None:
+                return batch.refusal()
+            gate = Gate(batch, on_send, index)
+            try:
+                return await self._send(create, response_type=response_type, on_send=gate)
+            except CloseError as exc:
+                if gate.refused is not None:
+                    return gate.refused
+                batch.note(exc)
+                return exc
+            except Exception as exc:
+                return self._unexpected(exc, sent=gate.sent)
 
         return run_pool(items, work, concurrency=concurrency)
 
@@ -194,4 +209,7 @@ class Opportunities:
             return decode_opportunity(raw, response_type)
         except DecodeError as exc:
             exc.may_have_succeeded = True  # Close answered 2xx: it did create something
-            raise
+            raise redact_error(exc, self._client._authorization) from exc.__cause__
+
+    def _unexpected(self, exc: Exception, *, sent: bool) -> CloseError:
+        return redact_error(unexpected(exc, sent=sent), self._client._authorization)

@@ -285,10 +285,48 @@ def test_encode_does_not_touch_the_callers_object() -> None:
     assert item.custom == {"cf_a": 1}
 
 
-def test_unserializable_custom_value_is_invalid_input() -> None:
+class _Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+def _deep(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "value_part"),
+    [
+        pytest.param({"custom": {"cf_a": _Opaque()}}, "custom.cf_a", "<opaque>", id="object"),
+        pytest.param({"note": "caf\ud800"}, "note", "\\ud800", id="lone-surrogate-note"),
+        pytest.param(
+            {"custom": {"cf_b": ["ok", "\udfff"]}}, "custom.cf_b", "\\udfff", id="surrogate-list"
+        ),
+        pytest.param(
+            {"custom_fields": {"Tier": _Opaque()}}, "custom_fields.Tier", "<opaque>", id="fields"
+        ),
+        pytest.param(
+            {"custom_fields": {(1, 2): "x"}}, "custom_fields.(1, 2)", "'x'", id="tuple-key"
+        ),
+        pytest.param({"custom": {"cf_c": _deep(5000)}}, "custom.cf_c", "[[[", id="too-deep"),
+        pytest.param({"custom": {"cf_\ud800": 1}}, "custom.cf_\ud800", "1", id="surrogate-key"),
+    ],
+)
+def test_unencodable_value_is_invalid_input_naming_the_field(
+    kwargs: dict[str, Any], field: str, value_part: str
+) -> None:
+    item = CreateOpportunity(lead_id="lead_x", **kwargs)
     with pytest.raises(InvalidInputError) as info:
-        encode_create(CreateOpportunity(custom={"cf_a": object()}))
-    assert info.value.field == "custom"
+        encode_create(item)
+    assert info.value.field == field
+    assert info.value.may_have_succeeded is False
+    assert field.encode("utf-8", "backslashreplace").decode() in str(info.value)
+    assert value_part in str(info.value)
+    assert "cannot be sent as JSON" in str(info.value)
+    msgspec.json.encode(str(info.value))  # the message itself can be written to a journal
 
 
 # --- the decoded object ---------------------------------------------------------------------------

@@ -232,6 +232,55 @@ def test_public_decoder_takes_a_type() -> None:
     assert opp.tier == "Silver"
 
 
+# --- time zones ----------------------------------------------------------------------------------
+
+
+class DatesAsText(Opportunity, kw_only=True):
+    date_created: str | None = None  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("field", ["date_created", "date_updated", "date_lost"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "2024-05-06T07:08:09.250000", dt.datetime(2024, 5, 6, 7, 8, 9, 250000), id="naive"
+        ),
+        pytest.param("2024-05-06T07:08:09", dt.datetime(2024, 5, 6, 7, 8, 9), id="naive-whole"),
+        pytest.param("2024-05-06T07:08:09Z", dt.datetime(2024, 5, 6, 7, 8, 9), id="z"),
+        pytest.param("2024-05-06T09:08:09+02:00", dt.datetime(2024, 5, 6, 7, 8, 9), id="offset"),
+    ],
+)
+@pytest.mark.parametrize("cls", [Opportunity, Tiered], ids=lambda c: c.__name__)
+def test_every_decoded_datetime_is_timezone_aware(
+    field: str, text: str, expected: dt.datetime, cls: type[Opportunity]
+) -> None:
+    decoder = OpportunityDecoder()
+    raw = _doc({"cf_tier": "Gold"}, **{field: text})
+    for _ in range(3):  # first use, then the fast path (a naive one always takes the exact path)
+        opp = decoder.decode(raw, cls)
+        when = getattr(opp, field)
+        assert when.utcoffset() is not None
+        assert when == expected.replace(tzinfo=UTC)
+        assert opp.custom["cf_tier"] == "Gold"
+    assert getattr(decode_opportunity(raw), field).utcoffset() is not None  # the module's own
+
+
+def test_a_naive_datetime_among_aware_payloads_keeps_the_fast_path_for_them() -> None:
+    decoder = OpportunityDecoder()
+    aware = _doc({}, date_created="2024-05-06T07:08:09+00:00")
+    naive = _doc({}, date_created="2024-05-06T07:08:09")
+    decoder.decode(aware)
+    assert decoder.decode(naive).date_created.tzinfo is UTC  # type: ignore[union-attr]
+    fast = decoder.decode(aware)
+    assert not hasattr(fast, "__dict__")  # the fast type, still used for aware payloads
+
+
+def test_a_subclass_that_retypes_a_date_field_keeps_its_type() -> None:
+    opp = OpportunityDecoder().decode(_doc({}, date_created="yesterday"), DatesAsText)
+    assert opp.date_created == "yesterday"
+
+
 # --- encoding ------------------------------------------------------------------------------------
 
 

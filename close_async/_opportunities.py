@@ -209,7 +209,8 @@ class Opportunities:
             return decode_opportunity(raw, response_type)
         except DecodeError as exc:
             exc.may_have_succeeded = True  # Close answered 2xx: it did create something
-            raise redact_error(exc, self._client._authorization) from exc.__cause__
+            redact_error(exc, self._client._authorization)
+            raise
 
     def _unexpected(self, exc: Exception, *, sent: bool) -> CloseError:
         return redact_error(unexpected(exc, sent=sent), self._client._authorization)

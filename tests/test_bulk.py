@@ -15,11 +15,13 @@ from aiohttp import web
 
 from close_async import (
     AsyncCloseClient,
+    AuthenticationError,
     BadRequestError,
     CloseError,
     CreateOpportunity,
     InvalidInputError,
     Opportunity,
+    TokenBucket,
 )
 from close_async._bulk import to_create
 from close_async._codec import encode_create
@@ -627,3 +629,20 @@ async def test_a_403_does_not_stop_the_batch() -> None:
         results = await close.opportunities.create_many(rows(30), concurrency=4)
     assert server["seen"] == 30
     assert sum(isinstance(r, Opportunity) for r in results) == 5
+
+
+async def test_items_waiting_for_the_limiter_at_a_refusal_are_never_sent() -> None:
+    # The limiter lets one request out every 20 ms; the first is refused after 5 ms. Every item
+    # already past to_create but still waiting for its turn must be refused when its turn comes,
+    # not sent.
+    async with (
+        refusing_server(401, after=0) as server,
+        AsyncCloseClient(
+            "k", base_url=server["base_url"], limiter=TokenBucket(rate=50, burst=1)
+        ) as close,
+    ):
+        results = await close.opportunities.create_many(rows(15), concurrency=15)
+    assert server["seen"] <= 2
+    assert all(isinstance(r, AuthenticationError) for r in results)
+    assert sum(str(r).startswith("not sent") for r in results) >= 13
+    assert all(r.may_have_succeeded is False for r in results)

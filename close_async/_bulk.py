@@ -148,9 +148,10 @@ class Batch:
     """What the items of one bulk call share: whether the organization itself was refused.
 
     A 401 (the key is refused) or a 402 (the plan does not allow it) holds for every item: once one
-    comes back, each item not yet sent fails at once with a copy of it (``may_have_succeeded``
-    False) instead of sending thousands of requests that would all be refused the same way.
-    Items already in flight keep their own answers.
+    comes back, each item not yet sent fails with a copy of it (``may_have_succeeded`` False)
+    instead of sending thousands of requests that would all be refused the same way: at once if
+    it had not started, at its turn if it was waiting for a limiter. Items already in flight
+    keep their own answers.
     """
 
     def __init__(self) -> None:

@@ -145,6 +145,10 @@ class Opportunities:
         Close's wire format (flat ``custom.cf_*`` keys allowed). ``on_send(index)`` is called
         each time an item's request really leaves (after any wait for the rate limit), which is
         what a journal needs to tell "never sent" from "outcome unknown".
+
+        Nothing about one item stops the others (an exception outside the error tree becomes
+        that item's ``CloseError``), except a 401 or 402, which holds for the whole organization:
+        the items not yet sent then fail with a copy of it, without being sent.
         """
 
         batch = Batch()

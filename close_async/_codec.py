@@ -11,7 +11,9 @@ of that shape is fast again. Key names inside string values never matter: they a
 
 Datetimes come out tz-aware (as API.md promises): the fast type also requires a time zone on every
 ``datetime`` field, which msgspec checks while parsing at no measurable cost, so a timestamp
-without one fails the fast decode and takes the exact path, which reads it as UTC.
+without one fails the fast decode and takes the exact path, which reads it as UTC. That path costs
+4-9x the fast one; Close always sends zones, and fast types that accepted naive timestamps (to fix
+them afterwards) would slow every aware payload by 7-30%, so naive ones stay on the exact path.
 """
 
 from __future__ import annotations
@@ -237,6 +239,8 @@ class OpportunityDecoder:
         self._decoders: dict[type[Opportunity], Decode] = {}
         # Types for payloads whose keys could not be learned any more (the bound was reached).
         self._overflow: dict[tuple[type[Opportunity], frozenset[str]], _FastType] = {}
+        # By target type: the keys its own fields declare (they never change).
+        self._declared: dict[type[Opportunity], frozenset[str]] = {}
         self.decode, self._set_default = self._hot_path()
 
     def _hot_path(self) -> tuple[DecodeOpportunity, Callable[[Decode], None]]:
@@ -273,7 +277,11 @@ class OpportunityDecoder:
             fields = _dict_decoder.decode(raw)
         except _MSGSPEC_ERRORS as exc:
             raise DecodeError(f"response is not an Opportunity: {exc}", body=raw) from exc
-        declared = {f.encode_name for f in msgspec.structs.fields(type)}
+        declared = self._declared.get(type)
+        if declared is None:  # structs.fields evaluates annotations: ~2 ms, once per type
+            declared = self._declared[type] = frozenset(
+                f.encode_name for f in msgspec.structs.fields(type)
+            )
         unknown = [k for k in fields if k not in declared and k not in self._learned]
         # msgspec cannot declare a key holding a quote, a backslash or a control character:
         # such a key is never learned, and its payloads always take this exact path.

@@ -20,7 +20,13 @@ from collections.abc import (
 from typing import Any, TypeVar, Union
 
 from ._constants import CUSTOM_PREFIX as _PREFIX
-from ._exceptions import CloseError, InvalidInputError
+from ._exceptions import (
+    APIStatusError,
+    AuthenticationError,
+    CloseError,
+    InvalidInputError,
+    PermissionDeniedError,
+)
 from .models import AttachmentIn, CreateOpportunity
 
 T = TypeVar("T")
@@ -138,9 +144,72 @@ class _Failed:
         self.exc = exc
 
 
-async def guarded(call: Awaitable[T]) -> T | CloseError:
-    """The result, or the CloseError it failed with: one bad row must not stop the others."""
-    try:
-        return await call
-    except CloseError as exc:
-        return exc
+class Batch:
+    """What the items of one bulk call share: whether the organization itself was refused.
+
+    A 401 (the key is refused) or a 402 (the plan does not allow it) holds for every item: once one
+    comes back, each item not yet sent fails with a copy of it (``may_have_succeeded`` False)
+    instead of sending thousands of requests that would all be refused the same way: at once if
+    it had not started, at its turn if it was waiting for a limiter. Items already in flight
+    keep their own answers.
+    """
+
+    def __init__(self) -> None:
+        self.refused: APIStatusError | None = None
+
+    def note(self, error: CloseError) -> None:
+        if self.refused is None and _org_wide(error):
+            assert isinstance(error, APIStatusError)
+            self.refused = error
+
+    def refusal(self) -> APIStatusError:
+        """A fresh error like the refusal, for an item that was not sent because of it."""
+        first = self.refused
+        assert first is not None
+        return type(first)(
+            f"not sent: an earlier request of this batch was refused ({first.message})",
+            status_code=first.status_code,
+            headers=first.headers,
+            body=first.raw_body,
+            may_have_succeeded=False,
+        )
+
+
+def _org_wide(error: CloseError) -> bool:
+    return isinstance(error, AuthenticationError) or (
+        isinstance(error, PermissionDeniedError) and error.status_code == 402
+    )
+
+
+class Gate:
+    """The ``on_send`` hook of one bulk item: called by the client just before the request
+    leaves (after every wait), it refuses to send once the batch was refused, and records
+    whether the request may have left (for an honest ``may_have_succeeded``)."""
+
+    __slots__ = ("batch", "hook", "index", "refused", "sent")
+
+    def __init__(self, batch: Batch, hook: Callable[[int], None] | None, index: int) -> None:
+        self.batch = batch
+        self.hook = hook
+        self.index = index
+        self.refused: APIStatusError | None = None
+        self.sent = False
+
+    def __call__(self) -> None:
+        if self.batch.refused is not None:
+            self.refused = self.batch.refusal()
+            raise self.refused
+        if self.hook is not None:
+            self.hook(self.index)
+        self.sent = True
+
+
+def unexpected(exc: Exception, *, sent: bool) -> CloseError:
+    """A ``CloseError`` for an exception outside the error tree, so that a bulk call keeps every
+    other result: ``may_have_succeeded`` is True when the request may have left."""
+    when = "after the request may have left" if sent else "before sending"
+    error = CloseError(
+        f"unexpected error {when}: {type(exc).__name__}: {exc}", may_have_succeeded=sent
+    )
+    error.__cause__ = exc
+    return error

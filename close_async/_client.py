@@ -28,6 +28,7 @@ from ._limiter import Limiter
 from ._opportunities import Opportunities
 from ._pacer import Pacer
 from ._ratelimit import RateLimitInfo, parse_rate_limit, retry_after
+from ._redact import redact_error
 from ._retry import RetryPolicy
 from ._slots import Slots
 
@@ -166,7 +167,7 @@ class AsyncCloseClient:
             # (tenacity's per-call set-up is most of a request's client-side cost otherwise).
             return await self._attempt(method, url, body, group, on_send)
         except CloseError as exc:
-            first: CloseError = exc
+            first: CloseError = redact_error(exc, self._authorization)
         replayed = False
 
         async def attempt() -> bytes:
@@ -174,7 +175,11 @@ class AsyncCloseClient:
             if not replayed:  # tenacity's attempt 1 is the failure we already had
                 replayed = True
                 raise first
-            return await self._attempt(method, url, body, group, on_send)
+            try:
+                return await self._attempt(method, url, body, group, on_send)
+            except CloseError as exc:  # redacted before the retry log or the caller sees it
+                redact_error(exc, self._authorization)
+                raise
 
         result: bytes = await self.retry_policy.retrying(started)(attempt)
         return result

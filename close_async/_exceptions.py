@@ -22,12 +22,42 @@ Such a create is never retried by default, because Close has no idempotency keys
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 _json_decoder = msgspec.json.Decoder()
+# What msgspec can raise on bad input, for every decode on the error path (error bodies, 429
+# bodies, failed responses): besides its own errors, invalid UTF-8 inside a string surfaces as
+# UnicodeDecodeError and nesting deeper than ~1,000 levels as RecursionError.
+MSGSPEC_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+# Messages stay short whatever the body: a 5 MB error body must not become a 5 MB message (or
+# journal line). The whole body stays on ``.body``.
+MAX_DETAIL = 500
+MAX_VALUE_REPR = 200
+
+
+_repr = reprlib.Repr()  # bounded in length and depth, and safe from a repr() that raises
+_repr.maxstring = _repr.maxother = MAX_VALUE_REPR
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = _repr.maxfrozenset = 20
+_repr.maxlevel = 4
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)`` for a message: at most about ``MAX_VALUE_REPR`` characters."""
+    try:
+        return bounded(_repr.repr(value), MAX_VALUE_REPR)
+    except Exception:  # reprlib catches a failing repr of instances, not of every builtin
+        return f"<{type(value).__name__} object>"
+
+
+def bounded(text: str, limit: int = MAX_DETAIL) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class CloseError(Exception):
@@ -36,6 +66,9 @@ class CloseError(Exception):
     may_have_succeeded: bool = False
 
     def __init__(self, message: str, *, may_have_succeeded: bool = False) -> None:
+        # A lone surrogate (from the caller's input, or a JSON "\ud800" escape in an error body)
+        # would make the message itself unwritable to a journal, a log file or a terminal.
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.message = message
         self.may_have_succeeded = may_have_succeeded
@@ -45,7 +78,7 @@ class InvalidInputError(CloseError, ValueError):
     """Our own validation failed; nothing was sent."""
 
     def __init__(self, field: str, value: object, reason: str) -> None:
-        super().__init__(f"{field}={value!r}: {reason}")
+        super().__init__(f"{field}={short_repr(value)}: {bounded(reason)}")
         self.field = field
         self.value = value
         self.reason = reason
@@ -94,7 +127,7 @@ class APIStatusError(CloseError):
         """The body parsed as JSON, or None when it is empty, HTML or otherwise not JSON."""
         try:
             return _json_decoder.decode(self.raw_body)
-        except msgspec.DecodeError:
+        except MSGSPEC_DECODE_ERRORS:
             return None
 
 
@@ -159,8 +192,6 @@ def error_for_status(
 ) -> APIStatusError:
     """The error for an HTTP error response, its message taken from the body when it has one."""
     cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIStatusError)
-    detail = _summary(body)
-    message = f"HTTP {status}" + (f": {detail}" if detail else "")
     kwargs: dict[str, Any] = {
         "status_code": status,
         "headers": headers,
@@ -168,15 +199,21 @@ def error_for_status(
         "may_have_succeeded": status >= 500,
     }
     if cls is RateLimitError:
-        return RateLimitError(message, retry_after=retry_after, **kwargs)
-    return cls(message, **kwargs)
+        return RateLimitError(status_message(status, body), retry_after=retry_after, **kwargs)
+    return cls(status_message(status, body), **kwargs)
+
+
+def status_message(status: int, body: bytes) -> str:
+    """``HTTP <status>``, then the reason the body gives, if any, cut to ``MAX_DETAIL``."""
+    detail = _summary(body)
+    return f"HTTP {status}" + (f": {bounded(detail)}" if detail else "")
 
 
 def _summary(body: bytes) -> str:
     """A one-line reason from Close's JSON error shapes; empty for bodies that are not JSON."""
     try:
         data = _json_decoder.decode(body)
-    except msgspec.DecodeError:
+    except MSGSPEC_DECODE_ERRORS:
         return ""
     if not isinstance(data, dict):
         return ""

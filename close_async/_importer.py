@@ -185,7 +185,7 @@ async def run_import(
                 progress(summary)
 
     def _fail(row: Row, exc: InvalidInputError | None) -> None:
-        reason = f"{exc.field}={exc.value!r}: {exc.reason}" if exc else "invalid row"
+        reason = str(exc) if exc else "invalid row"  # str(): bounded, whatever the value
         summary.failed.append((row.line, reason))
         note(row.line, "invalid", error=reason)
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 
-from ._bulk import Item, guarded, run_pool, to_create
+from ._bulk import Batch, Gate, Item, run_pool, to_create, unexpected
 from ._codec import decode_opportunity, encode_create
 from ._constants import DEFAULT_CONCURRENCY
 from ._exceptions import CloseError, DecodeError, InvalidInputError
+from ._redact import redact_error
 from .models import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
 
 if TYPE_CHECKING:
@@ -144,15 +144,34 @@ class Opportunities:
         Close's wire format (flat ``custom.cf_*`` keys allowed). ``on_send(index)`` is called
         each time an item's request really leaves (after any wait for the rate limit), which is
         what a journal needs to tell "never sent" from "outcome unknown".
+
+        Nothing about one item stops the others (an exception outside the error tree becomes
+        that item's ``CloseError``), except a 401 or 402, which holds for the whole organization:
+        the items not yet sent then fail with a copy of it, without being sent.
         """
 
+        batch = Batch()
+
         async def work(index: int, item: Item) -> OpportunityT | CloseError:
+            # Never raises: whatever happens to one item is its result, and the others go on.
             try:
                 create = to_create(item)
             except CloseError as exc:
                 return exc
-            hook = None if on_send is None else functools.partial(on_send, index)
-            return await guarded(self._send(create, response_type=response_type, on_send=hook))
+            except Exception as exc:
+                return self._unexpected(exc, sent=False)
+            if batch.refused is not None:
+                return batch.refusal()
+            gate = Gate(batch, on_send, index)
+            try:
+                return await self._send(create, response_type=response_type, on_send=gate)
+            except CloseError as exc:
+                if gate.refused is not None:
+                    return gate.refused
+                batch.note(exc)
+                return exc
+            except Exception as exc:
+                return self._unexpected(exc, sent=gate.sent)
 
         return run_pool(items, work, concurrency=concurrency)
 
@@ -193,4 +212,8 @@ class Opportunities:
             return decode_opportunity(raw, response_type)
         except DecodeError as exc:
             exc.may_have_succeeded = True  # Close answered 2xx: it did create something
+            redact_error(exc, self._client._authorization)
             raise
+
+    def _unexpected(self, exc: Exception, *, sent: bool) -> CloseError:
+        return redact_error(unexpected(exc, sent=sent), self._client._authorization)

@@ -25,6 +25,8 @@ from typing import Any
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ._exceptions import MSGSPEC_DECODE_ERRORS
+
 __all__ = ["RateLimitInfo", "parse_rate_limit", "retry_after"]
 
 # Strict on purpose: float() alone would accept "nan", "-1", "1_0", "1e3" and non-ASCII digits.
@@ -134,8 +136,7 @@ def _body_reset(body: bytes) -> float | None:
         return None
     try:
         data = _DECODER.decode(body)
-    # msgspec raises UnicodeDecodeError for bad UTF-8 in strings, RecursionError on deep nesting.
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+    except MSGSPEC_DECODE_ERRORS:
         return None
     error = data.get("error")
     nested = error.get("rate_reset") if isinstance(error, dict) else None

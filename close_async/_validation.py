@@ -39,8 +39,12 @@ def validate_create(item: CreateOpportunity) -> None:
     for name in ("date_won", "date_created"):
         _check_date(name, getattr(item, name))
     _check_attachments(item.attachments)
-    if item.custom_fields not in (_UNSET, None) and not isinstance(item.custom_fields, dict):
-        raise InvalidInputError("custom_fields", item.custom_fields, "must be a dict")
+    if item.custom_fields not in (_UNSET, None):
+        if not isinstance(item.custom_fields, dict):
+            raise InvalidInputError("custom_fields", item.custom_fields, "must be a dict")
+        for key, value in item.custom_fields.items():
+            if isinstance(value, _CHECKED):
+                check_json_value(f"custom_fields.{key}", value)
     check_custom(item.custom)
 
 
@@ -51,8 +55,34 @@ def check_custom(custom: Any) -> None:
         if not isinstance(key, str) or not key.startswith("cf_") or len(key) <= 3:
             hint = " (drop the 'custom.' prefix)" if str(key).startswith("custom.") else ""
             raise InvalidInputError("custom", key, f"keys must be custom field ids 'cf_...'{hint}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidInputError(f"custom.{key}", value, "must be a finite number")
+        if isinstance(value, _CHECKED):
+            check_json_value(f"custom.{key}", value)
+
+
+# Values JSON would carry wrongly without an error: msgspec writes NaN and infinity as null
+# (which would clear the field), and a naive datetime without an offset (which Close reads as
+# UTC, silently shifting it). Scalars of other types cost one isinstance check.
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+_CHECKED = (float, dt.datetime, *_CONTAINERS)
+
+
+def check_json_value(name: str, value: Any) -> None:
+    """Reject NaN, infinities and naive datetimes anywhere inside ``value``, naming ``name``."""
+    stack = [value]
+    seen: set[int] = set()  # a container met twice (shared, or a cycle) is walked once
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                raise InvalidInputError(
+                    name, node, "must be a finite number (JSON has no NaN or infinity)"
+                )
+        elif isinstance(node, dt.datetime):
+            if node.utcoffset() is None:
+                raise InvalidInputError(name, node, "must be timezone-aware")
+        elif isinstance(node, _CONTAINERS) and id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.values() if isinstance(node, dict) else node)
 
 
 def _check_int(

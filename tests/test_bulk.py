@@ -15,11 +15,13 @@ from aiohttp import web
 
 from close_async import (
     AsyncCloseClient,
+    AuthenticationError,
     BadRequestError,
     CloseError,
     CreateOpportunity,
     InvalidInputError,
     Opportunity,
+    TokenBucket,
 )
 from close_async._bulk import to_create
 from close_async._codec import encode_create
@@ -49,6 +51,21 @@ def max_arrivals_within(arrivals: list[float], span: float) -> int:
 
 
 @contextlib.asynccontextmanager
+async def serving(handle: Any) -> AsyncIterator[str]:
+    """The opportunity endpoint answered by ``handle`` on 127.0.0.1; yields its base URL."""
+    app = web.Application()
+    app.router.add_route("*", "/api/v1/opportunity/", handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def counting_server(max_delay: float) -> AsyncIterator[dict[str, Any]]:
     """A tiny create endpoint that answers each request after a random delay (so completions
     come back out of order) and counts the handlers running at once."""
@@ -67,17 +84,9 @@ async def counting_server(max_delay: float) -> AsyncIterator[dict[str, Any]]:
         answer = {"id": f"oppo_{stats['seen']}", "note": body.get("note")}
         return web.Response(body=msgspec.json.encode(answer), content_type="application/json")
 
-    app = web.Application()
-    app.router.add_post("/api/v1/opportunity/", handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    stats["base_url"] = f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/"
-    try:
+    async with serving(handle) as base_url:
+        stats["base_url"] = base_url
         yield stats
-    finally:
-        await runner.cleanup()
 
 
 # --- to_create: dicts in Close's wire format ---------------------------------------------------
@@ -472,3 +481,168 @@ async def test_stream_create_break_then_aclose(close_server: FakeCloseServer) ->
                     break
     assert not _pool_workers()
     assert pulled <= 10 + 2 * 4 + 1
+
+
+# --- one item's failure is that item's result: nothing escapes a batch -------------------------
+
+
+async def test_unencodable_values_fail_their_item_and_keep_every_other_result() -> None:
+    class Opaque:
+        pass
+
+    items: list[Any] = rows(60)
+    items[7] = {"lead_id": LEAD, "note": "item-7", "custom_fields": {"Tier": Opaque()}}
+    items[30] = {"lead_id": LEAD, "note": "lone \ud800 surrogate"}
+    items[44] = {"lead_id": LEAD, "note": "item-44", "custom.cf_tier": [float("nan")]}
+    async with (
+        counting_server(max_delay=0.005) as server,
+        AsyncCloseClient("k", base_url=server["base_url"]) as close,
+    ):
+        results = await close.opportunities.create_many(items, concurrency=5)
+    assert len(results) == 60
+    bad = {i: r for i, r in enumerate(results) if not isinstance(r, Opportunity)}
+    assert sorted(bad) == [7, 30, 44]
+    assert all(isinstance(r, InvalidInputError) for r in bad.values())
+    fields = {i: r.field for i, r in bad.items() if isinstance(r, InvalidInputError)}
+    assert fields == {7: "custom_fields.Tier", 30: "note", 44: "custom.cf_tier"}
+    assert all(r.may_have_succeeded is False for r in bad.values())
+    assert server["seen"] == 57  # the three were never sent; every other one was, once
+
+
+class _ExplodingOpportunity(Opportunity, kw_only=True):
+    def __post_init__(self) -> None:
+        if self.note == "item-3":
+            raise KeyError("a bug in the caller's response type")
+
+
+class _ExplodingRow(dict[str, Any]):
+    def items(self) -> Any:
+        raise RuntimeError("a broken mapping")
+
+
+async def test_an_exception_outside_the_tree_becomes_that_items_close_error() -> None:
+    items: list[Any] = rows(8)
+    items[5] = _ExplodingRow(lead_id=LEAD)
+    async with (
+        counting_server(max_delay=0.005) as server,
+        AsyncCloseClient("k", base_url=server["base_url"]) as close,
+    ):
+        results = await close.opportunities.create_many(
+            items, concurrency=3, response_type=_ExplodingOpportunity
+        )
+    assert [type(r).__name__ for r in results] == [
+        *["_ExplodingOpportunity"] * 3,
+        "CloseError",
+        "_ExplodingOpportunity",
+        "CloseError",
+        *["_ExplodingOpportunity"] * 2,
+    ]
+    after, before = results[3], results[5]
+    assert isinstance(after, CloseError)
+    assert isinstance(before, CloseError)
+    # Item 3 was created (Close answered 200); item 5 never left.
+    assert after.may_have_succeeded is True
+    assert isinstance(after.__cause__, KeyError)
+    assert "KeyError" in str(after)
+    assert before.may_have_succeeded is False
+    assert isinstance(before.__cause__, RuntimeError)
+    assert server["seen"] == 7
+
+
+async def test_an_on_send_hook_that_raises_fails_only_its_item() -> None:
+    def on_send(index: int) -> None:
+        if index == 2:
+            raise RuntimeError("the journal is gone")
+
+    async with (
+        counting_server(max_delay=0.005) as server,
+        AsyncCloseClient("k", base_url=server["base_url"]) as close,
+    ):
+        stream = close.opportunities.stream_create(rows(6), concurrency=2, on_send=on_send)
+        got = dict([pair async for pair in stream])
+    failed = got.pop(2)
+    assert isinstance(failed, CloseError)
+    assert failed.may_have_succeeded is False  # the hook runs before the request leaves
+    assert all(isinstance(r, Opportunity) for r in got.values())
+    assert server["seen"] == 5
+
+
+# --- an organization-wide refusal stops the batch -----------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def refusing_server(status: int, *, after: int) -> AsyncIterator[dict[str, Any]]:
+    """Creates ``after`` opportunities, then refuses every request with ``status`` (a revoked
+    key, a plan limit); each answer takes a few milliseconds."""
+    stats: dict[str, Any] = {"seen": 0}
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        stats["seen"] += 1
+        seen = stats["seen"]
+        await asyncio.sleep(0.005)
+        if seen > after:
+            body = b'{"error": "Invalid API key"}' if status == 401 else b'{"error": "Upgrade"}'
+            return web.Response(status=status, body=body, content_type="application/json")
+        answer = msgspec.json.encode({"id": f"oppo_{seen}"})
+        return web.Response(body=answer, content_type="application/json")
+
+    async with serving(handle) as base_url:
+        stats["base_url"] = base_url
+        yield stats
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"), [(401, "AuthenticationError"), (402, "PermissionDeniedError")]
+)
+async def test_an_org_wide_refusal_fails_the_items_not_yet_sent_without_sending_them(
+    status: int, cls: str
+) -> None:
+    concurrency = 20
+    async with (
+        refusing_server(status, after=40) as server,
+        AsyncCloseClient("k", base_url=server["base_url"]) as close,
+    ):
+        results = await close.opportunities.create_many(rows(5000), concurrency=concurrency)
+    # The server saw the 40 it accepted and the requests already in flight at the first
+    # refusal; not the thousands after.
+    assert 41 <= server["seen"] <= 40 + concurrency
+    assert len(results) == 5000
+    created = [r for r in results if isinstance(r, Opportunity)]
+    assert len(created) == 40
+    refused = [r for r in results if not isinstance(r, Opportunity)]
+    assert {type(r).__name__ for r in refused} == {cls}
+    assert all(getattr(r, "status_code", None) == status for r in refused)
+    assert all(r.may_have_succeeded is False for r in refused)
+    answered = server["seen"] - 40
+    not_sent = [r for r in refused if str(r).startswith("not sent")]
+    assert len(not_sent) == 5000 - 40 - answered
+    assert "earlier request of this batch was refused" in str(not_sent[0])
+
+
+async def test_a_403_does_not_stop_the_batch() -> None:
+    # 403 can be about one lead (no access to it): the other items still go.
+    async with (
+        refusing_server(403, after=5) as server,
+        AsyncCloseClient("k", base_url=server["base_url"]) as close,
+    ):
+        results = await close.opportunities.create_many(rows(30), concurrency=4)
+    assert server["seen"] == 30
+    assert sum(isinstance(r, Opportunity) for r in results) == 5
+
+
+async def test_items_waiting_for_the_limiter_at_a_refusal_are_never_sent() -> None:
+    # The limiter lets one request out every 20 ms; the first is refused after 5 ms. Every item
+    # already past to_create but still waiting for its turn must be refused when its turn comes,
+    # not sent.
+    async with (
+        refusing_server(401, after=0) as server,
+        AsyncCloseClient(
+            "k", base_url=server["base_url"], limiter=TokenBucket(rate=50, burst=1)
+        ) as close,
+    ):
+        results = await close.opportunities.create_many(rows(15), concurrency=15)
+    assert server["seen"] <= 2
+    assert all(isinstance(r, AuthenticationError) for r in results)
+    assert sum(str(r).startswith("not sent") for r in results) >= 13
+    assert all(r.may_have_succeeded is False for r in results)

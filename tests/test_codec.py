@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,74 @@ def test_public_decoder_takes_a_type() -> None:
     assert opp.tier == "Silver"
 
 
+# --- time zones ----------------------------------------------------------------------------------
+
+
+class DatesAsText(Opportunity, kw_only=True):
+    date_created: str | None = None  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("field", ["date_created", "date_updated", "date_lost"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "2024-05-06T07:08:09.250000", dt.datetime(2024, 5, 6, 7, 8, 9, 250000), id="naive"
+        ),
+        pytest.param("2024-05-06T07:08:09", dt.datetime(2024, 5, 6, 7, 8, 9), id="naive-whole"),
+        pytest.param("2024-05-06T07:08:09Z", dt.datetime(2024, 5, 6, 7, 8, 9), id="z"),
+        pytest.param("2024-05-06T09:08:09+02:00", dt.datetime(2024, 5, 6, 7, 8, 9), id="offset"),
+    ],
+)
+@pytest.mark.parametrize("cls", [Opportunity, Tiered], ids=lambda c: c.__name__)
+def test_every_decoded_datetime_is_timezone_aware(
+    field: str, text: str, expected: dt.datetime, cls: type[Opportunity]
+) -> None:
+    decoder = OpportunityDecoder()
+    raw = _doc({"cf_tier": "Gold"}, **{field: text})
+    for _ in range(3):  # first use, then the fast path (a naive one always takes the exact path)
+        opp = decoder.decode(raw, cls)
+        when = getattr(opp, field)
+        assert when.utcoffset() is not None
+        assert when == expected.replace(tzinfo=UTC)
+        assert opp.custom["cf_tier"] == "Gold"
+    assert getattr(decode_opportunity(raw), field).utcoffset() is not None  # the module's own
+
+
+def test_a_naive_datetime_among_aware_payloads_keeps_the_fast_path_for_them() -> None:
+    decoder = OpportunityDecoder()
+    aware = _doc({}, date_created="2024-05-06T07:08:09+00:00")
+    naive = _doc({}, date_created="2024-05-06T07:08:09")
+    decoder.decode(aware)
+    assert decoder.decode(naive).date_created.tzinfo is UTC  # type: ignore[union-attr]
+    fast = decoder.decode(aware)
+    assert not hasattr(fast, "__dict__")  # the fast type, still used for aware payloads
+
+
+def test_the_exact_path_reads_a_types_fields_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # structs.fields evaluates every annotation (~2 ms): per payload, it made each payload that
+    # takes the exact path (every naive-timestamp one) ~400x slower than the fast path.
+    decoder = OpportunityDecoder()
+    calls: list[type] = []
+    real = msgspec.structs.fields
+
+    def counting(cls: Any) -> Any:
+        calls.append(cls)
+        return real(cls)
+
+    monkeypatch.setattr(msgspec.structs, "fields", counting)
+    naive = _doc({"cf_a": 1}, date_created="2024-05-06T07:08:09")
+    for _ in range(5):
+        assert decoder.decode(naive).date_created.tzinfo is UTC  # type: ignore[union-attr]
+    # Twice for fast types (before and after learning cf_a), once for the exact path: not 5 more.
+    assert calls.count(Opportunity) <= 3
+
+
+def test_a_subclass_that_retypes_a_date_field_keeps_its_type() -> None:
+    opp = OpportunityDecoder().decode(_doc({}, date_created="yesterday"), DatesAsText)
+    assert opp.date_created == "yesterday"
+
+
 # --- encoding ------------------------------------------------------------------------------------
 
 
@@ -285,10 +354,57 @@ def test_encode_does_not_touch_the_callers_object() -> None:
     assert item.custom == {"cf_a": 1}
 
 
-def test_unserializable_custom_value_is_invalid_input() -> None:
+class _Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+def _deep(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "value_part"),
+    [
+        pytest.param({"custom": {"cf_a": _Opaque()}}, "custom.cf_a", "<opaque>", id="object"),
+        pytest.param({"note": "caf\ud800"}, "note", "\\ud800", id="lone-surrogate-note"),
+        pytest.param(
+            {"custom": {"cf_b": ["ok", "\udfff"]}}, "custom.cf_b", "\\udfff", id="surrogate-list"
+        ),
+        pytest.param(
+            {"custom_fields": {"Tier": _Opaque()}}, "custom_fields.Tier", "<opaque>", id="fields"
+        ),
+        pytest.param(
+            {"custom_fields": {(1, 2): "x"}}, "custom_fields.(1, 2)", "'x'", id="tuple-key"
+        ),
+        pytest.param({"custom": {"cf_\ud800": 1}}, "custom.cf_\ud800", "1", id="surrogate-key"),
+    ],
+)
+def test_unencodable_value_is_invalid_input_naming_the_field(
+    kwargs: dict[str, Any], field: str, value_part: str
+) -> None:
+    item = CreateOpportunity(lead_id="lead_x", **kwargs)
     with pytest.raises(InvalidInputError) as info:
-        encode_create(CreateOpportunity(custom={"cf_a": object()}))
-    assert info.value.field == "custom"
+        encode_create(item)
+    assert info.value.field == field
+    assert info.value.may_have_succeeded is False
+    assert field.encode("utf-8", "backslashreplace").decode() in str(info.value)
+    assert value_part in str(info.value)
+    assert "cannot be sent as JSON" in str(info.value)
+    msgspec.json.encode(str(info.value))  # the message itself can be written to a journal
+
+
+def test_a_value_nested_past_the_recursion_limit_is_invalid_input() -> None:
+    # Past whatever limit is set now (mypy, run in-process by another test, raises it).
+    item = CreateOpportunity(custom={"cf_c": _deep(sys.getrecursionlimit() * 4 + 3000)})
+    with pytest.raises(InvalidInputError) as info:
+        encode_create(item)
+    assert info.value.field == "custom.cf_c"
+    assert "RecursionError" in str(info.value)
+    assert len(str(info.value)) < 1000
 
 
 # --- the decoded object ---------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from close_async import (
@@ -165,3 +167,87 @@ def test_decode_error_keeps_body() -> None:
     error = DecodeError("x", body=b"x")
     assert error.body == b"x"
     assert error.may_have_succeeded is False  # the client sets it when a 2xx carried the body
+
+
+def _nested(levels: int, inner: bytes = b'"boom"') -> bytes:
+    return b'{"error": ' * levels + inner + b"}" * levels
+
+
+@pytest.mark.parametrize("status", [400, 429, 500, 503])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(_nested(3000), id="objects-3000-deep"),
+        pytest.param(b"[" * 3000 + b"]" * 3000, id="arrays-3000-deep"),
+        pytest.param(b'{"error": "caf\xc3"}', id="bad-utf8-in-string"),
+    ],
+)
+def test_pathological_bodies_still_give_the_status_error(status: int, body: bytes) -> None:
+    error = error_for_status(status, {}, body)
+    assert error.status_code == status
+    assert error.may_have_succeeded is (status >= 500)
+    assert str(error) == f"HTTP {status}"
+    # None where msgspec refused the body (nesting past the recursion limit, which some test
+    # tools raise: then the body decodes, to no string reason); never an exception.
+    assert error.response_json is None or not isinstance(error.response_json, str)
+    if isinstance(error, BadRequestError):
+        assert error.errors == []
+        assert error.field_errors == {}
+
+
+def test_nesting_past_any_recursion_limit_gives_the_status_error() -> None:
+    levels = sys.getrecursionlimit() * 4 + 3000
+    for body in (_nested(levels), b"[" * levels + b"]" * levels):
+        error = error_for_status(503, {}, body)
+        assert isinstance(error, ServerError)
+        assert error.response_json is None
+        assert str(error) == "HTTP 503"
+
+
+def test_a_5mb_error_body_gives_a_short_message_and_keeps_the_whole_body() -> None:
+    huge = "x" * 5_000_000
+    body = b'{"error": "' + huge.encode() + b'", "field-errors": {"note": "too long"}}'
+    error = error_for_status(400, {}, body)
+    assert len(str(error)) < 1000
+    assert str(error).startswith("HTTP 400: xxx")
+    assert "more characters" in str(error)
+    assert error.raw_body == body
+    assert isinstance(error, BadRequestError)
+    assert error.errors == [huge]
+
+
+def test_invalid_input_messages_are_bounded_whatever_the_value() -> None:
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    for value in ("n" * 5_000_000, deep, Unprintable(), list(range(100_000))):
+        error = InvalidInputError("note", value, "is bad")
+        assert len(str(error)) < 1000
+        assert error.value is value  # the value itself is kept whole
+        assert str(error).startswith("note=")
+
+
+async def test_the_client_raises_server_error_for_a_deeply_nested_5xx_body() -> None:
+    from aiohttp import web
+
+    from close_async import AsyncCloseClient
+    from tests.test_bulk import serving
+
+    seen: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        seen.append(1)
+        status = 429 if len(seen) == 1 else 500  # a deep 429 body is read for its wait too
+        headers = {"Retry-After": "0"}
+        return web.Response(status=status, body=_nested(3000), headers=headers)
+
+    async with serving(handle) as base_url, AsyncCloseClient("k", base_url=base_url) as close:
+        with pytest.raises(ServerError) as info:
+            await close.opportunities.create(lead_id="lead_x")
+    assert info.value.may_have_succeeded is True
+    assert len(seen) == 2  # the 429 was retried, the 500 was not

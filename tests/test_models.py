@@ -121,6 +121,18 @@ def test_every_response_field_has_a_default() -> None:
         pytest.param({"custom": {1: 1}}, "custom", id="custom-key-int"),
         pytest.param({"custom": {"cf_": 1}}, "custom", id="custom-key-bare-prefix"),
         pytest.param({"custom": {"cf_x": float("nan")}}, "custom.cf_x", id="custom-value-nan"),
+        # msgspec writes NaN and infinity as null (the field would be cleared), however deep.
+        pytest.param(
+            {"custom": {"cf_x": [1.5, {"a": float("inf")}]}}, "custom.cf_x", id="custom-nested-inf"
+        ),
+        pytest.param(
+            {"custom_fields": {"Tier": (float("-inf"),)}},
+            "custom_fields.Tier",
+            id="custom_fields-nested-inf",
+        ),
+        pytest.param(
+            {"custom": {"cf_when": dt.datetime(2024, 1, 1)}}, "custom.cf_when", id="custom-naive"
+        ),
         pytest.param({"custom_fields": ["x"]}, "custom_fields", id="custom_fields-list"),
         pytest.param({"attachments": {"url": "u"}}, "attachments", id="attachments-dict"),
         pytest.param({"attachments": [{"url": "u"}]}, "attachments[0]", id="attachment-dict"),

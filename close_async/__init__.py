@@ -23,6 +23,7 @@ from ._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    RedirectError,
     ServerError,
 )
 from ._limiter import Limiter, TokenBucket
@@ -79,6 +80,7 @@ __all__ = [
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedirectError",
     "RedisTokenBucket",
     "RetryPolicy",
     "ServerError",

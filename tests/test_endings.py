@@ -316,3 +316,13 @@ async def test_a_create_never_follows_a_redirect(status: int, may_have_succeeded
     assert server.arrived == 1  # not retried, even with retry_unknown_outcome=True
     assert elsewhere.arrived == 0  # the body never went to another host, nor did a GET
     assert all(r.method == "POST" for r in server.received)
+
+
+@pytest.mark.parametrize("ending", ["before_status", "stall"])
+async def test_an_unknown_outcome_of_an_idempotent_method_is_retried(ending: str) -> None:
+    # PUT and DELETE (issues 14/15) may have been applied, but applying them twice is harmless.
+    server = Wire([Ending(ending)], slow=1.0)
+    async with server, client(server.base_url, timeout=0.3) as close:
+        assert await close.request("PUT", "opportunity/oppo_1/", b"{}", group="PUT opportunity")
+    assert server.arrived == 2
+    assert [r.method for r in server.processed] == ["PUT", "PUT"]

@@ -22,14 +22,7 @@ from . import _constants as const
 from ._exceptions import CloseError, InvalidInputError
 from ._limiter import Limiter
 from ._opportunities import Opportunities
-from ._outcome import (
-    IDEMPOTENT_METHODS,
-    KeepAlive,
-    RequestBody,
-    classify,
-    read_capped,
-    response_error,
-)
+from ._outcome import IDEMPOTENT_METHODS, KeepAlive, exchange, response_error
 from ._pacer import Pacer
 from ._ratelimit import RateLimitInfo, parse_rate_limit, retry_after
 from ._retry import RetryPolicy
@@ -245,7 +238,22 @@ class AsyncCloseClient:
                 session = self._get_session()  # the client may have closed during the waits
                 if on_send is not None:
                     on_send()  # its own errors surface as they are: nothing was sent
-                status, headers, payload, failure = await self._exchange(session, method, url, body)
+                status, headers, payload, failure = await exchange(
+                    session,
+                    method,
+                    url,
+                    body,
+                    headers=self._headers,
+                    timeout=self._client_timeout,
+                    keepalive=self._keepalive,
+                    max_refusals=self._max_connections,
+                )
+                if failure is not None and self._closed and status is None:
+                    failure = CloseError(
+                        f"the AsyncCloseClient was closed while this request was in flight "
+                        f"({failure.message})",
+                        may_have_succeeded=failure.may_have_succeeded,
+                    )
             finally:
                 if status is not None:
                     info = parse_rate_limit(headers)
@@ -258,66 +266,10 @@ class AsyncCloseClient:
             await self._share_pause(wait if wait is not None else info.reset if info else None)
         if failure is not None:
             raise failure
-        assert status is not None  # _exchange either answered or returned its failure
+        assert status is not None  # exchange() either answered or returned its failure
         if 200 <= status < 300:
             return payload
         raise response_error(status, headers, payload, method=method, retry_after=wait)
-
-    async def _exchange(
-        self, session: aiohttp.ClientSession, method: str, url: str, body: bytes
-    ) -> tuple[int | None, Mapping[str, str], bytes, CloseError | None]:
-        """One HTTP exchange: ``(status, headers, body, failure)``, classified by ``classify``.
-
-        A pooled connection that must not carry the request (closing, or idle past its server's
-        keep-alive) is refused before a byte is written and the request goes out at once on
-        another; each refusal retires one pooled connection, so this ends."""
-        refusals = 0
-        while True:
-            request_body = RequestBody(body, self._keepalive)
-            status: int | None = None
-            headers: Mapping[str, str] = {}
-            received = bytearray()
-            try:
-                async with session.request(
-                    method,
-                    url,
-                    data=request_body,
-                    headers=self._headers,
-                    timeout=self._client_timeout,
-                    allow_redirects=False,
-                ) as response:
-                    status, headers = response.status, response.headers
-                    if 200 <= status < 300:
-                        payload = await response.read()
-                    else:
-                        await read_capped(response, received, const.MAX_ERROR_BODY)
-                        payload = bytes(received)
-                    if request_body.protocol is not None:  # the connection it went on
-                        self._keepalive.went_idle(request_body.protocol, headers)
-                return status, headers, payload, None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if request_body.stale and refusals < self._max_connections:
-                    refusals += 1
-                    continue
-                error = classify(
-                    exc,
-                    sent=request_body.sent,
-                    method=method,
-                    status=status,
-                    headers=headers,
-                    body=bytes(received),
-                    retry_after=retry_after(headers, bytes(received)) if status == 429 else None,
-                )
-                if self._closed and status is None:
-                    error = CloseError(
-                        f"the AsyncCloseClient was closed while this request was in flight "
-                        f"({error.message})",
-                        may_have_succeeded=error.may_have_succeeded,
-                    )
-                error.__cause__ = exc
-                return status, headers, bytes(received), error
 
     async def _share_pause(self, seconds: float | None) -> None:
         """Tell a limiter that can pause (a shared one, say) that the window is spent."""

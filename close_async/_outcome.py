@@ -12,7 +12,8 @@ Two facts decide it, and nothing else:
   a 5xx stays unknown. A 2xx whose body never arrived did happen.
 
 ``classify(exc, sent=..., method=...)`` turns any exception of an attempt into its ``CloseError``;
-``response_error`` does the same for a complete error response. Safe methods (GET, HEAD,
+``response_error`` does the same for a complete error response; ``exchange`` runs one attempt
+on the wire and hands its ending to them. Safe methods (GET, HEAD,
 OPTIONS) change nothing on the server, so for them nothing "may have succeeded" and every
 ending without an answer is retried; PUT and DELETE are idempotent, so the client retries them
 even when their outcome is unknown.
@@ -33,7 +34,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 
-from ._constants import ASSUMED_SERVER_KEEPALIVE
+from ._constants import ASSUMED_SERVER_KEEPALIVE, MAX_ERROR_BODY
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -42,6 +43,7 @@ from ._exceptions import (
     RedirectError,
     error_for_status,
 )
+from ._ratelimit import retry_after
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 IDEMPOTENT_METHODS = SAFE_METHODS | {"PUT", "DELETE"}
@@ -199,6 +201,65 @@ def response_error(
     if method in SAFE_METHODS:
         error.may_have_succeeded = False
     return error
+
+
+async def exchange(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: bytes,
+    *,
+    headers: Mapping[str, str],
+    timeout: aiohttp.ClientTimeout,
+    keepalive: KeepAlive,
+    max_refusals: int,
+) -> tuple[int | None, Mapping[str, str], bytes, CloseError | None]:
+    """One HTTP exchange: ``(status, headers, body, failure)``, classified by ``classify``.
+
+    A pooled connection that must not carry the request (closing, or idle past its server's
+    keep-alive) is refused before a byte is written and the request goes out at once on
+    another; each refusal retires one pooled connection, so this ends."""
+    refusals = 0
+    while True:
+        request_body = RequestBody(body, keepalive)
+        status: int | None = None
+        answer: Mapping[str, str] = {}
+        received = bytearray()
+        try:
+            async with session.request(
+                method,
+                url,
+                data=request_body,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                status, answer = response.status, response.headers
+                if 200 <= status < 300:
+                    payload = await response.read()
+                else:
+                    await read_capped(response, received, MAX_ERROR_BODY)
+                    payload = bytes(received)
+                if request_body.protocol is not None:  # the connection it went on
+                    keepalive.went_idle(request_body.protocol, answer)
+            return status, answer, payload, None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if request_body.stale and refusals < max_refusals:
+                refusals += 1
+                continue
+            error = classify(
+                exc,
+                sent=request_body.sent,
+                method=method,
+                status=status,
+                headers=answer,
+                body=bytes(received),
+                retry_after=retry_after(answer, bytes(received)) if status == 429 else None,
+            )
+            error.__cause__ = exc
+            return status, answer, bytes(received), error
 
 
 async def read_capped(response: aiohttp.ClientResponse, into: bytearray, limit: int) -> None:

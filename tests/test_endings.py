@@ -234,8 +234,7 @@ async def test_aclose_while_creates_are_queued_fails_them_with_close_error() -> 
     async with Wire(hold=0.2) as server:
         close = client(server.base_url, max_connections=2)
         bulk = asyncio.ensure_future(close.opportunities.create_many([{"lead_id": "l"}] * 10))
-        while not server.arrived:  # one in flight (the pacer's probe), the rest queued
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(server.arrival.wait(), 5)  # one in flight (the pacer's probe)
         await close.aclose()
         results = await bulk
         await asyncio.sleep(0.05)

@@ -75,6 +75,7 @@ class Wire:
         self.processed: list[Request] = []
         self.dropped_idle = 0
         self.arrived = 0  # requests whose first bytes arrived, read in full or not
+        self.arrival = asyncio.Event()  # set at the first arrival
         self.connections = 0
         self.huge_sent = 0
         self._server: asyncio.Server | None = None
@@ -123,6 +124,7 @@ class Wire:
                 if self.script:
                     self.script.pop(0)
                 self.arrived += 1
+                self.arrival.set()
                 if ending.how == "during_write":
                     _reset(writer)
                     return

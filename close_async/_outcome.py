@@ -80,9 +80,9 @@ class KeepAlive:
             idle = min(idle, retire_after(float(match.group(1))))
         self._deadlines[protocol] = time.monotonic() + idle
 
-    def stale(self, protocol: object) -> bool:
-        deadline = self._deadlines.get(protocol)
-        return deadline is not None and time.monotonic() >= deadline
+    def deadline(self, protocol: object) -> float | None:
+        """When a pooled connection stops being reusable; None for one never used before."""
+        return self._deadlines.get(protocol)
 
 
 class RequestBody(aiohttp.BytesPayload):
@@ -106,13 +106,17 @@ class RequestBody(aiohttp.BytesPayload):
         self, writer: AbstractStreamWriter, content_length: int | None
     ) -> None:
         protocol = getattr(writer, "protocol", None)
-        transport = getattr(protocol, "transport", None)
-        if protocol is not None and (transport is None or transport.is_closing()):
-            self.stale = True
-            raise NotSent("the connection was closed before the request was written")
-        if protocol is not None and self.keepalive.stale(protocol):
-            self.stale = True
-            raise NotSent("a pooled connection idle past its server's keep-alive was retired")
+        if protocol is not None:
+            deadline = self.keepalive.deadline(protocol)
+            # Only a pooled connection is "stale" (re-sent at once, on another): a new one that
+            # is already closing is a server refusing us, which waits for the backoff.
+            self.stale = deadline is not None
+            transport = getattr(protocol, "transport", None)
+            if transport is None or transport.is_closing():
+                raise NotSent("the connection was closed before the request was written")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise NotSent("a pooled connection idle past its server's keep-alive was retired")
+            self.stale = False
         self.protocol = protocol
         self.sent = True
         value = self._value if content_length is None else self._value[:content_length]

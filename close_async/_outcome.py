@@ -11,12 +11,11 @@ Two facts decide it, and nothing else:
   after it (cut off, badly gzipped, slow). A 429 is then retried, a 4xx is a definite failure,
   a 5xx stays unknown. A 2xx whose body never arrived did happen.
 
-``classify(exc, sent=..., method=...)`` turns any exception of an attempt into its ``CloseError``;
-``response_error`` does the same for a complete error response; ``exchange`` runs one attempt
-on the wire and hands its ending to them. Safe methods (GET, HEAD,
-OPTIONS) change nothing on the server, so for them nothing "may have succeeded" and every
-ending without an answer is retried; PUT and DELETE are idempotent, so the client retries them
-even when their outcome is unknown.
+``exchange`` runs one attempt on the wire; ``classify(exc, sent=..., method=...)`` turns the
+exception it ended with into its ``CloseError``, ``response_error`` does the same for an error
+response. Safe methods (GET, HEAD, OPTIONS) change nothing on the server, so for them nothing
+"may have succeeded" and every ending without an answer is retried; PUT and DELETE are
+idempotent, so the client retries them even when their outcome is unknown.
 
 Redirects are never followed: a 3xx on a create is an error naming ``Location``. Following one
 would re-send the body to wherever the server points (or, for 301/302/303, turn it into a GET).
@@ -56,7 +55,7 @@ class NotSent(Exception):
 
 def retire_after(server_timeout: float) -> float:
     """How long we reuse an idle connection whose server closes idle ones after
-    ``server_timeout`` seconds: half of it, and at most a second less, so that the server's
+    ``server_timeout`` seconds: a second less (half of it under 2 s), so that the server's
     close (its FIN) cannot cross our request on the wire."""
     return max(0.0, server_timeout - min(1.0, server_timeout / 2))
 

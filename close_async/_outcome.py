@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
 import time
 import weakref
 from collections.abc import Mapping
@@ -113,13 +114,33 @@ class RequestBody(aiohttp.BytesPayload):
             transport = getattr(protocol, "transport", None)
             if transport is None or transport.is_closing():
                 raise NotSent("the connection was closed before the request was written")
-            if deadline is not None and time.monotonic() >= deadline:
-                raise NotSent("a pooled connection idle past its server's keep-alive was retired")
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    raise NotSent("a pooled connection idle past its keep-alive was retired")
+                if _has_input(transport):
+                    # An idle connection with something to read: the server's close (or a
+                    # stray answer) arrived and the loop has not run since to see it.
+                    raise NotSent("the server closed this pooled connection")
             self.stale = False
         self.protocol = protocol
         self.sent = True
         value = self._value if content_length is None else self._value[:content_length]
         await writer.write(value)
+
+
+def _has_input(transport: asyncio.BaseTransport) -> bool:
+    """Whether the socket under ``transport`` has bytes (or an EOF) waiting: one poll(0)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        if hasattr(select, "poll"):  # select() cannot take descriptors past 1023
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # a socket we cannot poll is no connection to write on
 
 
 def classify(

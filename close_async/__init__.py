@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         NotFoundError,
         PermissionDeniedError,
         RateLimitError,
+        RedirectError,
         ServerError,
     )
     from ._limiter import Limiter, TokenBucket
@@ -88,6 +89,7 @@ __all__ = [
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedirectError",
     "RedisTokenBucket",
     "RetryPolicy",
     "ServerError",

@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
 
 import aiohttp
 
 from . import _constants as const
-from ._exceptions import (
-    APIConnectionError,
-    APITimeoutError,
-    CloseError,
-    InvalidInputError,
-    error_for_status,
-)
+from ._exceptions import CloseError, InvalidInputError
 from ._limiter import Limiter
 from ._opportunities import Opportunities
+from ._outcome import IDEMPOTENT_METHODS, KeepAlive, exchange, response_error
 from ._pacer import Pacer
 from ._ratelimit import RateLimitInfo, parse_rate_limit, retry_after
 from ._redact import redact_error
@@ -98,6 +95,9 @@ class AsyncCloseClient:
         self._slots = Slots(max_connections)
         self._session = session
         self._owns_session = session is None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
+        self._keepalive = KeepAlive()
         self._closed = False
         self._headers = {
             "Authorization": self._authorization,
@@ -126,10 +126,16 @@ class AsyncCloseClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session if the client created it. Safe to call twice."""
+        """Close the session if the client created it. Safe to call twice.
+
+        Requests still waiting (for a connection slot, the limiter or the pacer) then fail with
+        ``CloseError``; ``create_many`` still returns one result per item."""
         self._closed = True
         session, self._session = self._session, None
-        if session is not None and self._owns_session and not session.closed:
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            await closer.aclose()  # closes the session it guards
+        elif session is not None and self._owns_session and not session.closed:
             await session.close()
 
     @property
@@ -142,13 +148,34 @@ class AsyncCloseClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         self._check_open()
-        if self._session is None:
-            # Created here, inside the running loop, not in __init__ (which may run outside one).
-            connector = aiohttp.TCPConnector(limit=self._max_connections)
-            self._session = aiohttp.ClientSession(connector=connector)
-        elif self._session.closed:
+        session = self._session
+        if session is None or (self._owns_session and session.closed):
+            return self._new_session()
+        if session.closed:
             raise CloseError("the aiohttp session given to AsyncCloseClient is closed")
-        return self._session
+        if self._owns_session and self._session_loop is not asyncio.get_running_loop():
+            raise CloseError(
+                "this AsyncCloseClient is in use by another event loop (a client belongs to "
+                "the loop it first ran in): create one per loop, or aclose() it first"
+            )
+        return session
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        # Created here, inside the running loop, not in __init__ (which may run outside one).
+        # aiohttp itself drops pooled connections idle past keepalive_timeout; KeepAlive (in
+        # RequestBody) also honours the server's own `Keep-Alive: timeout`.
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, keepalive_timeout=self._keepalive.default
+        )
+        session = self._session = aiohttp.ClientSession(connector=connector)
+        self._session_loop = asyncio.get_running_loop()
+        self._closer = _close_with_loop(session)
+        # Run it to its first `yield`: the loop now knows this generator and closes it (and the
+        # session with it) when asyncio.run() ends, so the next asyncio.run() gets a new session
+        # and nothing is left for the garbage collector to warn about.
+        with contextlib.suppress(StopIteration):
+            self._closer.asend(None).send(None)
+        return session
 
     async def request(
         self,
@@ -181,7 +208,10 @@ class AsyncCloseClient:
                 redact_error(exc, self._authorization)
                 raise
 
-        result: bytes = await self.retry_policy.retrying(started)(attempt)
+        policy = self.retry_policy
+        if method in IDEMPOTENT_METHODS:  # repeating it is harmless, whatever happened
+            policy = dataclasses.replace(policy, retry_unknown_outcome=True)
+        result: bytes = await policy.retrying(started)(attempt)
         return result
 
     async def _attempt(
@@ -192,7 +222,7 @@ class AsyncCloseClient:
         group: str,
         on_send: Callable[[], None] | None,
     ) -> bytes:
-        session = self._get_session()
+        self._get_session()  # a closed client fails before waiting for anything
         slots = self._slots
         if not slots.try_take():
             await slots.take()
@@ -210,17 +240,25 @@ class AsyncCloseClient:
             info: RateLimitInfo | None = None
             wait: float | None = None
             try:
+                session = self._get_session()  # the client may have closed during the waits
                 if on_send is not None:
-                    on_send()
-                async with session.request(
-                    method, url, data=body, headers=self._headers, timeout=self._client_timeout
-                ) as response:
-                    payload = await response.read()
-                    status, headers = response.status, response.headers
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                raise _connection_error(exc) from exc
+                    on_send()  # its own errors surface as they are: nothing was sent
+                status, headers, payload, failure = await exchange(
+                    session,
+                    method,
+                    url,
+                    body,
+                    headers=self._headers,
+                    timeout=self._client_timeout,
+                    keepalive=self._keepalive,
+                    max_refusals=self._max_connections,
+                )
+                if failure is not None and self._closed and status is None:
+                    failure = CloseError(
+                        f"the AsyncCloseClient was closed while this request was in flight "
+                        f"({failure.message})",
+                        may_have_succeeded=failure.may_have_succeeded,
+                    )
             finally:
                 if status is not None:
                     info = parse_rate_limit(headers)
@@ -229,12 +267,14 @@ class AsyncCloseClient:
                     window.release(ticket, info, status=status, pause=wait)
         finally:
             slots.give()
-        assert status is not None  # the request above either answered or raised
         if status == 429 or (info is not None and info.remaining == 0):
             await self._share_pause(wait if wait is not None else info.reset if info else None)
+        if failure is not None:
+            raise failure
+        assert status is not None  # exchange() either answered or returned its failure
         if 200 <= status < 300:
             return payload
-        raise error_for_status(status, headers, payload, retry_after=wait)
+        raise response_error(status, headers, payload, method=method, retry_after=wait)
 
     async def _share_pause(self, seconds: float | None) -> None:
         """Tell a limiter that can pause (a shared one, say) that the window is spent."""
@@ -243,26 +283,14 @@ class AsyncCloseClient:
             await pause(seconds)
 
 
-def _connection_error(exc: Exception) -> CloseError:
-    """Classify a failure with no response: was the request possibly processed?"""
-    # Connect-phase failures (refused, DNS, TLS handshake, no free connection in time): the
-    # request never left, so retrying is safe.
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return APITimeoutError(f"timed out connecting: {exc}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return APIConnectionError(f"could not connect: {exc}")
-    if isinstance(exc, asyncio.TimeoutError):
-        return APITimeoutError(
-            "timed out waiting for the response; the request may have been processed",
-            may_have_succeeded=True,
-        )
-    if isinstance(exc, (aiohttp.ClientError, OSError)):
-        return APIConnectionError(
-            f"connection lost after sending ({type(exc).__name__}: {exc}); "
-            "the request may have been processed",
-            may_have_succeeded=True,
-        )
-    raise exc
+async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Suspended until the client's aclose() or the end of the event loop (asyncio.run calls
+    ``loop.shutdown_asyncgens()``), then closes the session on its own loop."""
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
 
 
 def _authorization(api_key: str | None, oauth_token: str | None) -> str:

@@ -7,6 +7,7 @@ CloseError                       base; every error has .may_have_succeeded: bool
 ├── APIConnectionError           no HTTP response (connect failure, reset, protocol error)
 │   └── APITimeoutError          the attempt timed out
 └── APIStatusError               an HTTP error response: .status_code, .headers, .body
+    ├── RedirectError            3xx: never followed; .location
     ├── BadRequestError          400: .errors (list), .field_errors (dict)
     ├── AuthenticationError      401
     ├── PermissionDeniedError    403 (and 402: plan limit)
@@ -129,6 +130,16 @@ class APIStatusError(CloseError):
             return _json_decoder.decode(self.raw_body)
         except MSGSPEC_DECODE_ERRORS:
             return None
+
+
+class RedirectError(APIStatusError):
+    """3xx: redirects are never followed (a create would be re-sent elsewhere or turned into a
+    GET). ``may_have_succeeded`` is False only for 307/308, which say the request was not
+    processed; 303 says it was, and 301/302 may follow a processed request."""
+
+    @property
+    def location(self) -> str | None:
+        return self.headers.get("Location")
 
 
 class BadRequestError(APIStatusError):

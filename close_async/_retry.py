@@ -24,7 +24,13 @@ from dataclasses import dataclass
 import tenacity
 
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT, INITIAL_BACKOFF, MAX_BACKOFF
-from ._exceptions import APIConnectionError, CloseError, InvalidInputError, RateLimitError
+from ._exceptions import (
+    APIConnectionError,
+    CloseError,
+    InvalidInputError,
+    RateLimitError,
+    RedirectError,
+)
 
 logger = logging.getLogger("close_async")
 
@@ -65,6 +71,9 @@ class RetryPolicy:
                 return False
             logger.debug("429: retrying, the request was not processed")
             return True
+        if isinstance(exc, RedirectError):  # it would be redirected again, or was processed
+            logger.debug("%s: redirects are never followed nor retried", exc)
+            return False
         if isinstance(exc, CloseError) and exc.may_have_succeeded:
             logger.debug(
                 "outcome unknown (%s): %s",

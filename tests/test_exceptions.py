@@ -18,6 +18,7 @@ from close_async import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    RedirectError,
     ServerError,
 )
 from close_async._exceptions import error_for_status
@@ -44,6 +45,7 @@ UNAUTHORIZED = (
         (NotFoundError, APIStatusError),
         (RateLimitError, APIStatusError),
         (ServerError, APIStatusError),
+        (RedirectError, APIStatusError),
     ],
     ids=lambda c: c.__name__,
 )

@@ -33,6 +33,7 @@ EXPECTED_ALL = [
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedirectError",
     "RedisTokenBucket",
     "RetryPolicy",
     "ServerError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -16,9 +16,18 @@ from ._redact import redact_error
 from .models import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeVar  # a default (PEP 696) before Python 3.13
+
     from ._client import AsyncCloseClient
 
-OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
+    # One signature per method, not overloads: a mypy error then names the parameter at fault
+    # (overloads say only "No overload variant matches"), and the default keeps a call without
+    # response_type typed as Opportunity rather than Never.
+    OpportunityT = TypeVar("OpportunityT", bound=Opportunity, default=Opportunity)
+else:
+    from typing import TypeVar
+
+    OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
 _UNSET: Any = msgspec.UNSET
 _PATH = "opportunity/"
 # Close limits each endpoint group separately; this is ours for creates.
@@ -31,57 +40,12 @@ class Opportunities:
     def __init__(self, client: AsyncCloseClient) -> None:
         self._client = client
 
-    @overload
     async def create(
         self,
         item: CreateOpportunity | None = None,
         /,
         *,
-        lead_id: str | None = ...,
-        status_id: str | None = ...,
-        value: int | None = ...,
-        value_period: ValuePeriod | None = ...,
-        confidence: int | None = ...,
-        note: str | None = ...,
-        contact_id: str | None = ...,
-        user_id: str | None = ...,
-        created_by: str | None = ...,
-        date_won: dt.date | dt.datetime | None = ...,
-        date_created: dt.date | dt.datetime | None = ...,
-        attachments: list[AttachmentIn] | None = ...,
-        custom_fields: dict[str, Any] | None = ...,
-        custom: dict[str, Any] | None = ...,
-    ) -> Opportunity: ...
-
-    @overload
-    async def create(
-        self,
-        item: CreateOpportunity | None = None,
-        /,
-        *,
-        response_type: type[OpportunityT],
-        lead_id: str | None = ...,
-        status_id: str | None = ...,
-        value: int | None = ...,
-        value_period: ValuePeriod | None = ...,
-        confidence: int | None = ...,
-        note: str | None = ...,
-        contact_id: str | None = ...,
-        user_id: str | None = ...,
-        created_by: str | None = ...,
-        date_won: dt.date | dt.datetime | None = ...,
-        date_created: dt.date | dt.datetime | None = ...,
-        attachments: list[AttachmentIn] | None = ...,
-        custom_fields: dict[str, Any] | None = ...,
-        custom: dict[str, Any] | None = ...,
-    ) -> OpportunityT: ...
-
-    async def create(
-        self,
-        item: CreateOpportunity | None = None,
-        /,
-        *,
-        response_type: type[Opportunity] = Opportunity,
+        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
         lead_id: str | None = _UNSET,
         status_id: str | None = _UNSET,
         value: int | None = _UNSET,
@@ -96,7 +60,7 @@ class Opportunities:
         attachments: list[AttachmentIn] | None = _UNSET,
         custom_fields: dict[str, Any] | None = _UNSET,
         custom: dict[str, Any] | None = None,
-    ) -> Opportunity:
+    ) -> OpportunityT:
         """Create one opportunity; returns it as Close stored it.
 
         Pass either a ``CreateOpportunity`` or its fields as keywords. ``value`` is in cents;

@@ -7,6 +7,7 @@ import contextlib
 import heapq
 import inspect
 import itertools
+import os
 import shutil
 import socket
 import subprocess
@@ -22,8 +23,17 @@ import msgspec
 import pytest
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
+from hypothesis import Phase, settings
 
 from close_async.testing import FakeCloseServer
+
+# HYPOTHESIS_PROFILE=ci (.ci/run's matrix): no shrinking, so a failing property fails in seconds
+# instead of shrinking for minutes on a slow cell; the failure prints a blob for
+# @reproduce_failure, and the default profile shrinks it on a developer's machine.
+settings.register_profile(
+    "ci", phases=[phase for phase in Phase if phase is not Phase.shrink], print_blob=True
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # The shape of a real 2017 create response (closex VCR cassette): no annualized_* or
 # expected_value, date_won null, microsecond timestamps with an offset.

@@ -660,7 +660,8 @@ def assert_matches(actual: Any, value: Any, kind: msgspec.inspect.Type, where: s
         for i, (item, item_value) in enumerate(zip(actual, value, strict=True)):
             assert_matches(item, item_value, kind.item_type, f"{where}[{i}]")
     elif isinstance(kind, msgspec.inspect.DateTimeType):
-        expected = dt.datetime.fromisoformat(value)
+        # Python 3.10's fromisoformat does not read "Z" (3.11's does): spell it as an offset.
+        expected = dt.datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] == "Z" else value)
         assert type(actual) is dt.datetime, where
         assert actual.tzinfo is not None, where
         assert actual == expected, where

@@ -16,7 +16,10 @@ import ast
 import asyncio
 import inspect
 import logging
+import os
 import re
+import subprocess
+import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -88,6 +91,9 @@ def python_blocks(page: Path) -> list[Block]:
 
 BLOCKS = [block for page in PAGES for block in python_blocks(page)]
 RUNNABLE = [block for block in BLOCKS if not block.snippets]
+# The pages a newcomer copies from first: each of their blocks is a whole script, as pasted.
+FRONT_PAGES = [ROOT / "README.md", ROOT / "docs" / "index.md"]
+SCRIPTS = [block for block in RUNNABLE if block.page in FRONT_PAGES]
 
 
 # -- the fake Close, in a thread of its own ------------------------------------------------------
@@ -204,6 +210,32 @@ def test_docs_block_runs(
     if block.page not in page_runs:
         page_runs[block.page] = PageRun(block.page)
     page_runs[block.page].run_through(block)
+
+
+@pytest.mark.parametrize("block", SCRIPTS, ids=[block.id for block in SCRIPTS])
+def test_front_page_block_runs_as_a_script(
+    block: Block, docs_env: FakeCloseServer, tmp_path: Path
+) -> None:
+    """Saved as a .py file and run by a fresh interpreter, alone: no top-level ``await`` (a
+    SyntaxError there), no name from another block."""
+    script = tmp_path / f"{block.page.stem}_{block.number}.py"
+    script.write_text(block.code, encoding="utf-8")
+    before = len(docs_env.created)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=os.environ.copy(),  # $CLOSE_API_KEY and $CLOSE_BASE_URL, set by docs_env
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    where = f"{block.page.name}:{block.line}"
+    assert done.returncode == 0, f"{where} failed as a script:\n{done.stderr}"
+    assert len(docs_env.created) > before, f"{where} created nothing on the server"
+
+
+def test_every_front_page_has_a_script() -> None:
+    assert {block.page for block in SCRIPTS} == set(FRONT_PAGES)
 
 
 # -- what is not run here ------------------------------------------------------------------------

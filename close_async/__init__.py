@@ -10,7 +10,7 @@ async with AsyncCloseClient() as close:  # API key from $CLOSE_API_KEY
 
 from __future__ import annotations
 
-import importlib
+import importlib as _importlib
 from typing import TYPE_CHECKING, Any
 
 from ._constants import __version__
@@ -104,17 +104,24 @@ __all__ = [
 
 # The modules that hold the names of __all__, imported by the first use of any of them.
 _MODULES = ("._client", "._codec", "._exceptions", "._limiter", "._redis", "._retry", ".models")
+# Public submodules, bound as attributes on first use (``close_async.models.Opportunity``).
+_SUBMODULES = ("models", "testing")
 
+# Hidden from type checkers: a module-level ``__getattr__`` tells mypy and pyright that every
+# attribute exists, and a misspelled ``from close_async import AsyncCloseClinet`` would pass.
+if not TYPE_CHECKING:
 
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        for module in _MODULES:
-            found = vars(importlib.import_module(module, __name__))
-            globals().update({n: found[n] for n in __all__ if n in found})
-        if name in globals():
-            return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        if name in _SUBMODULES:
+            return _importlib.import_module(f".{name}", __name__)
+        if name in __all__:
+            for module in _MODULES:
+                found = vars(_importlib.import_module(module, __name__))
+                globals().update({n: found[n] for n in __all__ if n in found})
+            if name in globals():
+                return globals()[name]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    def __dir__() -> list[str]:
+        dunders = {n for n in globals() if n.startswith("__") and n.endswith("__")}
+        return sorted({*dunders, *__all__, *_SUBMODULES})

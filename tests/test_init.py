@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import close_async
 
 EXPECTED_ALL = [
@@ -65,7 +67,7 @@ def test_models_module_is_public_and_shares_classes() -> None:
             assert getattr(models, name) is getattr(close_async, name)
 
 
-def test_version_comes_from_package_metadata() -> None:
+def test_version_matches_the_installed_distribution() -> None:
     from importlib.metadata import version
 
     assert close_async.__version__ == version("close-async")
@@ -105,3 +107,40 @@ def test_importing_the_package_does_not_import_aiohttp() -> None:
         "close_async.AsyncCloseClient; assert 'aiohttp' in sys.modules"
     )
     assert subprocess.run([sys.executable, "-c", check], timeout=60).returncode == 0
+
+
+def test_public_submodules_are_attributes_of_a_freshly_imported_package() -> None:
+    import subprocess
+    import sys
+
+    check = (
+        "import close_async; "
+        "assert close_async.models.Opportunity is close_async.Opportunity; "
+        "assert close_async.testing.FakeCloseServer"
+    )
+    assert subprocess.run([sys.executable, "-c", check], timeout=60).returncode == 0
+
+
+def test_dir_lists_the_public_names_and_not_the_module_internals() -> None:
+    listed = set(dir(close_async))
+    assert set(close_async.__all__) <= listed
+    assert {"models", "testing"} <= listed
+    assert not {"TYPE_CHECKING", "Any", "annotations", "importlib", "_importlib"} & listed
+
+
+def test_mypy_rejects_a_misspelled_public_name(tmp_path: Path) -> None:
+    """The lazy ``__getattr__`` is hidden from type checkers: a typo is still an error."""
+    from mypy import api as mypy_api
+
+    snippet = tmp_path / "typo.py"
+    snippet.write_text(
+        "import close_async\nfrom close_async import AsyncCloseClinet\n"
+        "x: int = close_async.NoSuchThing\n",
+        encoding="utf-8",
+    )
+    out, _, status = mypy_api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy"), str(snippet)]
+    )
+    assert status == 1, out
+    assert "AsyncCloseClinet" in out
+    assert "NoSuchThing" in out

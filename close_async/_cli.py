@@ -23,13 +23,16 @@ import msgspec
 from ._client import AsyncCloseClient
 from ._constants import API_KEY_ENV, BASE_URL_ENV, CUSTOM_PREFIX, DEFAULT_BASE_URL, __version__
 from ._exceptions import CloseError, InvalidInputError
-from ._importer import ImportSummary, run_import
-from ._journal import Journal
+from ._importer import EXIT_JOURNAL, ImportSummary, Stop, run_import, stop_report
+from ._journal import Journal, JournalError, JournalLockedError, is_disk_full
 from ._opportunities import DEFAULT_CONCURRENCY
+from ._preflight import PreflightError, check_input, check_paths
 
 _EPILOG = (
     f"Credentials come from ${API_KEY_ENV} (an API key). Exit codes: 0 everything was "
-    "created, 1 some rows failed or have an unknown outcome, 2 usage errors."
+    "created, 1 some rows failed or have an unknown outcome, 2 usage errors (nothing sent), "
+    "3 stopped early (API key refused, server unreachable), 4 the journal could not be "
+    "written (disk full), 130 interrupted (Ctrl-C, SIGTERM)."
 )
 
 
@@ -113,8 +116,16 @@ def create(ctx: click.Context, /, custom: tuple[str, ...], **fields: Any) -> Non
 )
 @click.option("--retry-unknown", is_flag=True, help="Re-send rows whose outcome is unknown.")
 @click.option("--dry-run", is_flag=True, help="Validate every row; send nothing.")
-@click.option("--output", type=click.File("w"), help="Write each row's outcome here (JSON Lines).")
-@click.option("--fsync", is_flag=True, help="fsync the journal per record (power-cut safe).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write each row's outcome here (JSON Lines); with --journal, every run's outcomes.",
+)
+@click.option("--fsync", is_flag=True, help="fsync the journal as it grows (power-cut safe).")
+@click.option(
+    "--encoding",
+    help="The file's text encoding (default UTF-8; a byte order mark wins), e.g. cp1252.",
+)
 @click.pass_context
 def import_(
     ctx: click.Context,
@@ -123,8 +134,9 @@ def import_(
     concurrency: int,
     retry_unknown: bool,
     dry_run: bool,
-    output: Any,
+    output: Path | None,
     fsync: bool,
+    encoding: str | None,
 ) -> None:
     """Create one opportunity per row of FILE (.csv, or JSON Lines otherwise).
 
@@ -142,7 +154,7 @@ def import_(
     """
     client = None if dry_run else _client(ctx)
     code = asyncio.run(
-        _import(client, file, journal, concurrency, retry_unknown, dry_run, output, fsync)
+        _import(client, file, journal, concurrency, retry_unknown, dry_run, output, fsync, encoding)
     )
     sys.exit(code)
 
@@ -154,32 +166,53 @@ async def _import(
     concurrency: int,
     retry_unknown: bool,
     dry_run: bool,
-    output: Any,
+    output_path: Path | None,
     fsync: bool,
+    encoding: str | None,
 ) -> int:
-    journal = Journal(journal_path, fsync=fsync) if journal_path and not dry_run else None
-    progress = Progress(_count_rows(file))
-    try:
-        if client is not None:
-            async with client:
-                summary = await run_import(
-                    client, file, journal=journal, concurrency=concurrency,
-                    retry_unknown=retry_unknown, output=output, progress=progress,
-                )  # fmt: skip
-        else:
-            summary = await run_import(
-                None, file, journal=None, concurrency=concurrency, dry_run=True,
-                progress=progress,
-            )  # fmt: skip
-    except InvalidInputError as exc:
-        progress.finish()
-        click.echo(f"error: {exc}", err=True)
-        return 2
-    finally:
-        if journal is not None:
-            journal.close()
-    progress.finish()
+    stop = Stop()
+    journal = None
+    output: Any = None
+    with stop.on_signals():
+        try:
+            check_paths(file, journal_path, output_path)
+            if journal_path and not dry_run:
+                journal = Journal(journal_path, fsync=fsync, input=file)
+            check_input(file, encoding=encoding, journal=journal)
+            if output_path is not None and journal is None and not dry_run:
+                output = output_path.open("w", encoding="utf-8")
+            progress = Progress(_count_rows(file))
+            try:
+                if client is not None:
+                    async with client:
+                        summary = await run_import(
+                            client, file, journal=journal, concurrency=concurrency,
+                            retry_unknown=retry_unknown, output=output, progress=progress,
+                            encoding=encoding, stop=stop,
+                        )  # fmt: skip
+                else:
+                    summary = await run_import(
+                        None, file, journal=None, concurrency=concurrency, dry_run=True,
+                        progress=progress, encoding=encoding,
+                    )  # fmt: skip
+            finally:
+                progress.finish()
+            if journal is not None and output_path is not None:
+                journal.export(output_path)  # every row's outcome, earlier runs' included
+        except (PreflightError, JournalLockedError, InvalidInputError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 2
+        except (JournalError, OSError) as exc:  # a journal or --output that cannot be written
+            click.echo(f"error: {exc}", err=True)
+            return EXIT_JOURNAL if is_disk_full(exc) or isinstance(exc, JournalError) else 2
+        finally:
+            if journal is not None:
+                journal.close()
+            if output is not None:
+                output.close()
     print_summary(summary, dry_run=dry_run, journal=journal_path)
+    for line in stop_report(summary, journal=journal_path):
+        click.echo(line, err=True)
     return summary.exit_code
 
 

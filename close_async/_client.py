@@ -97,6 +97,7 @@ class AsyncCloseClient:
         self._slots = Slots(max_connections)
         self._session = session
         self._owns_session = session is None
+        self._trace_configs: list[aiohttp.TraceConfig] = []  # see _add_trace_config
         self._closed = False
         self._headers = {
             "Authorization": self._authorization,
@@ -144,10 +145,19 @@ class AsyncCloseClient:
         if self._session is None:
             # Created here, inside the running loop, not in __init__ (which may run outside one).
             connector = aiohttp.TCPConnector(limit=self._max_connections)
-            self._session = aiohttp.ClientSession(connector=connector)
+            traces = self._trace_configs or None
+            self._session = aiohttp.ClientSession(connector=connector, trace_configs=traces)
         elif self._session.closed:
             raise CloseError("the aiohttp session given to AsyncCloseClient is closed")
         return self._session
+
+    def _add_trace_config(self, config: aiohttp.TraceConfig) -> bool:
+        """Have the session this client will create report to ``config`` (the import uses it
+        to learn when a request really left). False if the session exists or is the caller's."""
+        if self._session is not None or not self._owns_session:
+            return False
+        self._trace_configs.append(config)
+        return True
 
     async def request(
         self,

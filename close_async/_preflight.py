@@ -20,7 +20,7 @@ from pathlib import Path
 from ._constants import CUSTOM_PREFIX
 from ._exceptions import CloseError
 from ._journal import Journal
-from ._rows import ENCODING_ERROR, read_header, read_rows, resolve_encoding
+from ._rows import ENCODING_ERROR, encoding_name, read_header, read_rows, resolve_encoding
 from .models import CreateOpportunity
 
 FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
@@ -86,7 +86,7 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
         last_line = row.line
         if row.error is not None and row.error.reason.startswith(ENCODING_ERROR):
             raise PreflightError(
-                f"{path}: line {row.line} is not valid {codec}: {row.error.value!r}. "
+                f"{path}: line {row.line} is not valid {encoding_name(codec)}: {row.error.value}. "
                 'Excel\'s plain "CSV" is Windows-1252: run again with --encoding cp1252 (or save'
                 ' it as "CSV UTF-8"). Nothing was sent.'
             )

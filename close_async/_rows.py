@@ -78,12 +78,21 @@ def _digest(text: str) -> str:
 
 def _bad_text(text: str, encoding: str) -> InvalidInputError | None:
     if _UNDECODABLE.search(text):
-        snippet = text.encode(errors="surrogateescape")[:80].decode("ascii", "backslashreplace")
-        return InvalidInputError("row", snippet, f"{ENCODING_ERROR} {encoding}")
+        raw = text.replace("\x1f", ",").encode(errors="surrogateescape")  # CSV cells: as typed
+        snippet = raw[:80].decode("ascii", "backslashreplace")
+        return InvalidInputError("row", snippet, f"{ENCODING_ERROR} {encoding_name(encoding)}")
     if "\x00" in text:
         hint = " (a UTF-16 file without a byte order mark? try --encoding utf-16)"
         return InvalidInputError("row", text[:80], f"contains a NUL byte{hint}")
     return None
+
+
+def encoding_name(encoding: str) -> str:
+    return (
+        "UTF-8"
+        if encoding.lower().replace("_", "-") in ("utf-8-sig", "utf-8", "utf8")
+        else encoding
+    )
 
 
 def _jsonl_rows(path: Path, encoding: str) -> Iterator[Row]:

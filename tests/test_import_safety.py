@@ -171,7 +171,7 @@ def test_a_cp1252_csv_is_refused_naming_the_line_then_imports_with_encoding(
         for extra in ([], ["--dry-run"]):
             result = run(["import", str(path), *extra], fake.base_url)
             assert result.returncode == 2, result.stderr
-            assert "line 901 is not valid utf-8" in result.stderr
+            assert "line 901 is not valid UTF-8" in result.stderr
             assert "--encoding cp1252" in result.stderr
             assert "Traceback" not in result.stderr
         assert requests(fake) == 0

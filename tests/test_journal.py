@@ -185,6 +185,7 @@ def test_fsync_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", counting_fsync)
+    monkeypatch.setattr(os, "fdatasync", counting_fsync, raising=False)
     with Journal(tmp_path / "j.jsonl", fsync=fsync) as journal:
         journal.record(1, "sending", digest="d")
         journal.record(1, "created", id="o")

@@ -21,10 +21,13 @@ Three kinds of process:
    - ``resume``: the same import again on the finished journal (every row skipped), for memory.
 
 Throughput: ``--rate-rows`` rows per measurement, ``--rounds`` rounds, the modes in a rotated
-order each round, medians reported, ratios taken within the run (the machine is shared).
+order each round, medians reported, ratios taken within the run (the machine is shared); at each
+server latency of ``--latencies`` (0 ms: the client's CPU per row decides the rate, so the
+import's own work, parsing, validating and journaling each row, shows in full; 50 ms: a round trip
+like a real API's, where what matters is that the import keeps its 50 requests in flight).
 Memory: for each size, ``csv`` then ``resume`` on its journal, ``ru_maxrss`` of each child.
 
-    python benchmarks/bench_import.py          # rates: 20,000 rows x 3; RSS: 2,000 and 200,000
+    python benchmarks/bench_import.py          # rates: 10,000 rows x 3; RSS: 2,000 and 200,000
     python benchmarks/bench_import.py --quick  # CI smoke: 1,000 x 1; 500 and 2,000 (~20 s)
     python benchmarks/bench_import.py --json PATH   # also write the results as JSON
 """
@@ -109,14 +112,14 @@ def peak_rss_kib() -> int:
 # --- the server process ------------------------------------------------------------------------
 
 
-async def serve() -> None:
+async def serve(latency: float) -> None:
     from close_async.testing import FakeCloseServer
 
     created = requests = 0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with FakeCloseServer(rate_limit=None) as server:
+    async with FakeCloseServer(rate_limit=None, latency=latency) as server:
         print(server.base_url, flush=True)
 
         def drain() -> None:
@@ -192,11 +195,9 @@ def write_jsonl(csv_path: Path, path: Path) -> None:
 
 
 class Server:
-    def __init__(self) -> None:
-        me = [sys.executable, str(Path(__file__).resolve())]
-        self.proc = subprocess.Popen(
-            [*me, "--serve"], stdout=subprocess.PIPE, text=True, start_new_session=True
-        )
+    def __init__(self, latency: float = 0.0) -> None:
+        me = [sys.executable, str(Path(__file__).resolve()), "--serve", "--latency", str(latency)]
+        self.proc = subprocess.Popen(me, stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert self.proc.stdout is not None
         self.base_url = self.proc.stdout.readline().strip()
         if not self.base_url.startswith("http"):
@@ -222,6 +223,7 @@ def measure(
 
 @dataclass
 class Rate:
+    latency_ms: float
     mode: str
     rows: int
     rounds: int
@@ -242,7 +244,9 @@ class Memory:
     all_created: bool
 
 
-def rates(tmp: Path, server: Server, rows: int, rounds: int, concurrency: int) -> list[Rate]:
+def rates(
+    tmp: Path, server: Server, rows: int, rounds: int, concurrency: int, latency: float
+) -> list[Rate]:
     csv_path, jsonl_path = tmp / "rate.csv", tmp / "rate.jsonl"
     write_rows(csv_path, rows)
     write_jsonl(csv_path, jsonl_path)
@@ -263,6 +267,7 @@ def rates(tmp: Path, server: Server, rows: int, rounds: int, concurrency: int) -
     anchor |= {"csv-fsync": "csv", "jsonl-fsync": "jsonl"}
     return [
         Rate(
+            latency_ms=latency * 1000,
             mode=m,
             rows=rows,
             rounds=rounds,
@@ -298,14 +303,14 @@ def memory(tmp: Path, server: Server, rows: int, concurrency: int) -> Memory:
 
 def report_tables(rate_results: list[Rate], mem_results: list[Memory]) -> str:
     lines = [
-        "| mode | rows | rows/s (median) | runs | client CPU ms/row | ratio | anchor |",
-        "|---|---|---|---|---|---|---|",
+        "| latency | mode | rows | rows/s (median) | runs | client CPU ms/row | ratio | anchor |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rate_results:
         anchor = {"csv-fsync": "csv", "jsonl-fsync": "jsonl"}.get(r.mode, "create_many")
         runs = ", ".join(f"{x:,.0f}" for x in r.all_rows_per_s)
         lines.append(
-            f"| {r.mode} | {r.rows:,} | {r.rows_per_s:,.0f} | {runs} | "
+            f"| {r.latency_ms:.0f} ms | {r.mode} | {r.rows:,} | {r.rows_per_s:,.0f} | {runs} | "
             f"{r.client_cpu_ms_per_row:.2f} | {r.ratio:.2f} | {anchor} |"
         )
     lines += [
@@ -322,19 +327,25 @@ def report_tables(rate_results: list[Rate], mem_results: list[Memory]) -> str:
 
 
 def verdicts(rate_results: list[Rate], mem_results: list[Memory]) -> dict[str, bool]:
-    by_mode = {r.mode: r.ratio for r in rate_results}
-    return {
-        "import >= 0.9x create_many": min(by_mode["csv"], by_mode["jsonl"]) >= IMPORT_TARGET,
-        "fsync >= 0.8x no fsync": min(by_mode["csv-fsync"], by_mode["jsonl-fsync"]) >= FSYNC_TARGET,
-        "resume peak <= 1.3x import peak": mem_results[-1].ratio <= RESUME_TARGET,
-    }
+    met = {}
+    for latency in sorted({r.latency_ms for r in rate_results}):
+        by_mode = {r.mode: r.ratio for r in rate_results if r.latency_ms == latency}
+        at = f" (server latency {latency:.0f} ms)"
+        met["import >= 0.9x create_many" + at] = (
+            min(by_mode["csv"], by_mode["jsonl"]) >= IMPORT_TARGET
+        )
+        met["fsync >= 0.8x no fsync" + at] = (
+            min(by_mode["csv-fsync"], by_mode["jsonl-fsync"]) >= FSYNC_TARGET
+        )
+    met["resume peak <= 1.3x import peak"] = mem_results[-1].ratio <= RESUME_TARGET
+    return met
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (CI)")
     parser.add_argument("--sizes", help="comma-separated row counts for memory (2000,200000)")
-    parser.add_argument("--rate-rows", type=int, help="rows per rate measurement (20000)")
+    parser.add_argument("--rate-rows", type=int, help="rows per rate measurement (10000)")
     parser.add_argument("--rounds", type=int, help="rounds of rate measurements (3)")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument(
@@ -344,7 +355,14 @@ def main() -> int:
         metavar="PATH",
         help="write the results as JSON (default path: benchmarks/results/bench_import.json)",
     )
+    parser.add_argument(
+        "--latencies",
+        default="0,50",
+        help="server latencies in ms for the rate measurements (0: the client's CPU per row"
+        " decides; 50: a round trip like a real API's)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--latency", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=[*MODES, "resume"], help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--journal", help=argparse.SUPPRESS)
@@ -352,7 +370,7 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.serve:
-        asyncio.run(serve())
+        asyncio.run(serve(args.latency))
         return 0
     if args.child:
         if args.child == "resume":
@@ -364,21 +382,33 @@ def main() -> int:
         sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
     else:
         sizes = [500, 2000] if args.quick else [2000, 200_000]
-    rate_rows = args.rate_rows or (1000 if args.quick else 20_000)
+    rate_rows = args.rate_rows or (1000 if args.quick else 10_000)
+    latencies = [float(x) / 1000 for x in args.latencies.split(",")]
     rounds = args.rounds or (1 if args.quick else 3)
-    server = Server()
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
-            print(f"rates at {rate_rows:,} rows x {rounds} ...", file=sys.stderr, flush=True)
-            rate_results = rates(Path(tmp), server, rate_rows, rounds, args.concurrency)
+    rate_results: list[Rate] = []
+    created = 0
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        for latency in latencies:
+            server = Server(latency)
+            try:
+                print(f"rates at {rate_rows:,} rows x {rounds}, server latency {latency}s ...",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                rate_results += rates(
+                    Path(tmp), server, rate_rows, rounds, args.concurrency, latency
+                )
+            finally:
+                created += server.stop()["created"]
+        server = Server()
+        try:
             mem_results = [memory(Path(tmp), server, n, args.concurrency) for n in sizes]
-    finally:
-        counts = server.stop()
+        finally:
+            counts = server.stop()
+    counts["created"] += created
     print(report_tables(rate_results, mem_results))
     met = verdicts(rate_results, mem_results)
     for name, ok in met.items():
         print(f"{name}: {'met' if ok else 'MISSED'}")
-    expected = rounds * len(MODES) * rate_rows + sum(sizes)
+    expected = len(latencies) * rounds * len(MODES) * rate_rows + sum(sizes)
     ok = counts["created"] == expected and all(m.all_created for m in mem_results)
     if not ok:
         print(f"MISMATCH: server created {counts['created']}, expected {expected}", file=sys.stderr)
@@ -390,6 +420,7 @@ def main() -> int:
                 "sizes": sizes,
                 "rate_rows": rate_rows,
                 "rounds": rounds,
+                "latencies_ms": [x * 1000 for x in latencies],
                 "concurrency": args.concurrency,
                 "quick": args.quick,
             },

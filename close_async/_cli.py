@@ -197,8 +197,6 @@ async def _import(
                     )  # fmt: skip
             finally:
                 progress.finish()
-            if journal is not None and output_path is not None:
-                journal.export(output_path)  # every row's outcome, earlier runs' included
         except (PreflightError, JournalLockedError, InvalidInputError) as exc:
             click.echo(f"error: {exc}", err=True)
             return 2
@@ -216,6 +214,11 @@ async def _import(
                 journal.close()
             if output is not None:
                 output.close()
+    if journal is not None and output_path is not None:
+        try:
+            journal.export(output_path)  # every row's outcome, earlier runs' included
+        except OSError as exc:
+            click.echo(f"error: cannot write --output {output_path}: {exc}", err=True)
     print_summary(summary, dry_run=dry_run, journal=journal_path)
     for line in stop_report(summary, journal=journal_path):
         click.echo(line, err=True)

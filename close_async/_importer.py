@@ -91,8 +91,11 @@ class Stop:
         """Route SIGINT and SIGTERM here while the block runs (inside the event loop)."""
         loop = asyncio.get_running_loop()
         names = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
-        for sig, name in names.items():
-            loop.add_signal_handler(sig, self, name)
+        try:
+            for sig, name in names.items():
+                loop.add_signal_handler(sig, self, name)
+        except NotImplementedError:  # pragma: no cover - Windows: Ctrl-C stays KeyboardInterrupt
+            names = {}
         try:
             yield
         finally:

@@ -58,6 +58,7 @@ STATES = ("", "sending", "waiting", "created", "failed", "unknown", "invalid")
 # flight (50 x ~120 bytes by default) are still recorded: nothing is lost on resume.
 RESERVE = 64 * 1024
 _SYNC_PAUSE = 0.02
+_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 _CODE = {state: code for code, state in enumerate(STATES) if state}
 
 
@@ -282,9 +283,11 @@ def _make_reserve(path: Path, size: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         if size:
-            if hasattr(os, "posix_fallocate"):
+            try:
                 os.posix_fallocate(fd, 0, size)
-            else:  # pragma: no cover - macOS
+            except (AttributeError, OSError) as exc:  # macOS; filesystems without fallocate
+                if isinstance(exc, OSError) and exc.errno not in _NO_FALLOCATE:
+                    raise
                 os.write(fd, bytes(size))
     except OSError:
         os.close(fd)

@@ -77,7 +77,7 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
     unknown: dict[str, int] = {}  # name -> first line it appears on
     if path.suffix.lower() == ".csv":
         for column in read_header(path, codec) or []:
-            if not _known(column):
+            if column and not _known(column):  # unnamed: Excel's trailing empty columns
                 unknown.setdefault(column, 1)
     rows = last_line = 0
     mismatch: tuple[int, int] | None = None  # (first line, count)

@@ -505,3 +505,14 @@ async def test_rows_waiting_in_the_limiter_have_no_sending_record(tmp_path: Path
             f"row-{i}" for i in in_flight
         }
         assert max(rerun.values()) == 1
+
+
+def test_unnamed_trailing_columns_from_excel_are_not_unknown(tmp_path: Path) -> None:
+    from close_async._preflight import PreflightError, check_input
+
+    path = tmp_path / "excel.csv"
+    path.write_text(f"lead_id,note,,\n{LEAD},a,,\n{LEAD},b,,\n")
+    assert check_input(path) == 2
+    path.write_text(f"lead_id,nots,,\n{LEAD},a,,\n")
+    with pytest.raises(PreflightError, match="'nots': did you mean 'note'"):
+        check_input(path)

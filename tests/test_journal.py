@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -309,3 +310,15 @@ def test_a_full_disk_gives_up_the_reserve_for_outcomes_but_refuses_new_sends(
         journal.record(3, "failed", error="HTTP 400")  # outcomes still recorded
     with Journal(path) as journal:
         assert (journal.state(1), journal.state(2), journal.state(3)) == ("created", None, "failed")
+
+
+def test_the_reserve_is_written_out_where_fallocate_is_not_supported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported, raising=False)
+    with Journal(tmp_path / "j.jsonl"):
+        assert (tmp_path / "j.jsonl.reserve").stat().st_size == 64 * 1024
+    assert not (tmp_path / "j.jsonl.reserve").exists()

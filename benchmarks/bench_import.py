@@ -28,7 +28,7 @@ like a real API's, where what matters is that the import keeps its 50 requests i
 Memory: for each size, ``csv`` then ``resume`` on its journal, ``ru_maxrss`` of each child.
 
     python benchmarks/bench_import.py          # rates: 10,000 rows x 3; RSS: 2,000 and 200,000
-    python benchmarks/bench_import.py --quick  # CI smoke: 1,000 x 1; 500 and 2,000 (~20 s)
+    python benchmarks/bench_import.py --quick  # CI smoke: 500 x 1; 500 and 2,000 (~15 s)
     python benchmarks/bench_import.py --json PATH   # also write the results as JSON
 """
 
@@ -382,7 +382,7 @@ def main() -> int:
         sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
     else:
         sizes = [500, 2000] if args.quick else [2000, 200_000]
-    rate_rows = args.rate_rows or (1000 if args.quick else 10_000)
+    rate_rows = args.rate_rows or (500 if args.quick else 10_000)
     latencies = [float(x) / 1000 for x in args.latencies.split(",")]
     rounds = args.rounds or (1 if args.quick else 3)
     rate_results: list[Rate] = []

@@ -1,25 +1,35 @@
-"""Import benchmark: rows/s and peak memory of ``close-async import`` for a small and a big file.
+"""Import benchmark: rows/s of ``close-async import`` against ``create_many``, and peak memory
+of importing and of resuming.
 
-Target: the import streams its input, so peak memory at 200,000 rows is at most 1.3 times the
-peak at 2,000 rows.
+Targets (issue 13): the import >= 0.9x ``create_many``'s rows/s on the same rows and the same
+server; ``--fsync`` >= 0.8x the import without it; resuming from a 200,000-row journal peaks at
+<= 1.3x the import's own peak.
 
-For each size, three processes:
+Three kinds of process:
 
-1. this script (the parent) generates the CSV in a temporary directory, before anything is
-   measured, and starts the two others;
-2. a FakeCloseServer (no rate limit) in its own process (``--serve``), so that neither its
-   memory nor its CPU is counted against the importer. FakeCloseServer keeps a log of every
-   request and every created opportunity; the server process counts and drops them every half
-   second so that it, too, stays flat over 200,000 creates;
-3. the importer (``--child``), a fresh interpreter per size so that peak RSS is per size: it
-   runs ``run_import`` the way ``close-async import FILE --journal J`` does (default client,
-   default concurrency 50, a journal in the temporary directory, no progress display) and
-   reports ``ru_maxrss`` (peak RSS) at the end, with its RSS before the import for reference.
+1. this script (the parent) writes the input files (a 7-column CSV with two custom fields, and
+   the same rows as JSON Lines) before anything is measured, and starts the others;
+2. one FakeCloseServer (no rate limit) in its own process (``--serve``), shared by every
+   measurement, so that neither its memory nor its CPU is counted against the client. It counts
+   and drops its logs every half second so that it stays flat over 200,000 creates;
+3. a fresh interpreter per measurement (``--child MODE``):
+   - ``create_many``: the anchor at its fairest: the rows already parsed and built as
+     ``CreateOpportunity`` before the clock starts, then ``create_many`` (concurrency 50);
+   - ``csv`` / ``jsonl`` / ``csv-fsync`` / ``jsonl-fsync``: what ``close-async import FILE
+     --journal J [--fsync]`` does, timed from the first read of the file: the checks before
+     sending (encoding, columns, the journal), then ``run_import`` (concurrency 50);
+   - ``resume``: the same import again on the finished journal (every row skipped), for memory.
 
-    python benchmarks/bench_import.py             # 2,000 and 200,000 rows (about 5 minutes)
-    python benchmarks/bench_import.py --quick     # 500 and 5,000 rows (CI smoke, ~15 s)
-    python benchmarks/bench_import.py --json      # also writes benchmarks/results/bench_import.json
-    python benchmarks/bench_import.py --sizes 2000,50000 --trace   # tracemalloc top allocations
+Throughput: ``--rate-rows`` rows per measurement, ``--rounds`` rounds, the modes in a rotated
+order each round, medians reported, ratios taken within the run (the machine is shared); at each
+server latency of ``--latencies`` (0 ms: the client's CPU per row decides the rate, so the
+import's own work, parsing, validating and journaling each row, shows in full; 50 ms: a round trip
+like a real API's, where what matters is that the import keeps its 50 requests in flight).
+Memory: for each size, ``csv`` then ``resume`` on its journal, ``ru_maxrss`` of each child.
+
+    python benchmarks/bench_import.py          # rates: 10,000 rows x 3; RSS: 2,000 and 200,000
+    python benchmarks/bench_import.py --quick  # CI smoke: 500 x 1; 500 and 2,000 (~15 s)
+    python benchmarks/bench_import.py --json PATH   # also write the results as JSON
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import json
 import random
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +54,7 @@ from typing import Any
 from payloads import machine_info, write_report
 
 RESULTS = Path(__file__).parent / "results" / "bench_import.json"
-TARGET_RATIO = 1.3
+IMPORT_TARGET, FSYNC_TARGET, RESUME_TARGET = 0.9, 0.8, 1.3
 API_KEY = "bench-key"
 COLUMNS = [
     "lead_id",
@@ -101,14 +112,14 @@ def peak_rss_kib() -> int:
 # --- the server process ------------------------------------------------------------------------
 
 
-async def serve() -> None:
+async def serve(latency: float) -> None:
     from close_async.testing import FakeCloseServer
 
     created = requests = 0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with FakeCloseServer(rate_limit=None) as server:
+    async with FakeCloseServer(rate_limit=None, latency=latency) as server:
         print(server.base_url, flush=True)
 
         def drain() -> None:
@@ -127,142 +138,215 @@ async def serve() -> None:
     print(json.dumps(report), flush=True)
 
 
-# --- the importer process ----------------------------------------------------------------------
+# --- the measured process ----------------------------------------------------------------------
+
+MODES = ("create_many", "csv", "jsonl", "csv-fsync", "jsonl-fsync")
 
 
 async def child(args: argparse.Namespace) -> dict[str, Any]:
     from close_async import AsyncCloseClient
-    from close_async._importer import run_import
+    from close_async._importer import read_rows, run_import
     from close_async._journal import Journal
+    from close_async._preflight import check_input
 
-    trace = args.trace
-    if trace:
-        import tracemalloc
-
-        tracemalloc.start(8)
+    mode, source = args.child, Path(args.file)
     client = AsyncCloseClient(API_KEY, base_url=args.base_url)
     before = rss_kib()
-    cpu_before = cpu_seconds()
-    started = time.perf_counter()
     async with client:
-        with Journal(args.journal) as journal:
-            if trace:
-                first = tracemalloc.take_snapshot()
-            summary = await run_import(
-                client, Path(args.child), journal=journal, concurrency=args.concurrency
-            )
-    wall = time.perf_counter() - started
-    report: dict[str, Any] = {
-        "rows": summary.rows,
-        "created": summary.created,
-        "failed": len(summary.failed),
-        "unknown": len(summary.unknown),
-        "import_seconds": summary.seconds,
-        "wall_seconds": wall,
+        if mode == "create_many":
+            from close_async._bulk import to_create
+
+            items = [to_create(row.item) for row in read_rows(source) if row.item is not None]
+            cpu_before, started = cpu_seconds(), time.perf_counter()
+            results = await client.opportunities.create_many(items, concurrency=args.concurrency)
+            seconds = time.perf_counter() - started
+            created = sum(not isinstance(r, Exception) for r in results)
+            rows = len(items)
+        else:
+            cpu_before, started = cpu_seconds(), time.perf_counter()
+            with Journal(args.journal, fsync=mode.endswith("fsync"), input=source) as journal:
+                check_input(source, journal=journal)
+                summary = await run_import(
+                    client, source, journal=journal, concurrency=args.concurrency
+                )
+            seconds = time.perf_counter() - started
+            created, rows = summary.created + summary.skipped, summary.rows
+    return {
+        "mode": mode,
+        "rows": rows,
+        "created": created,
+        "seconds": seconds,
         "cpu_seconds": cpu_seconds() - cpu_before,
         "rss_before_kib": before,
-        "rss_end_kib": rss_kib(),
         "peak_rss_kib": peak_rss_kib(),
     }
-    if trace:
-        last = tracemalloc.take_snapshot()
-        peak = tracemalloc.get_traced_memory()[1]
-        report["traced_peak_kib"] = peak // 1024
-        stats = last.compare_to(first, "traceback")[:10]
-        report["top_growth"] = [
-            {
-                "kib": round(s.size_diff / 1024, 1),
-                "count": s.count_diff,
-                "where": [f"{fr.filename}:{fr.lineno}" for fr in s.traceback][-4:],
-            }
-            for s in stats
-        ]
-    return report
 
 
 # --- the parent --------------------------------------------------------------------------------
 
 
+def write_jsonl(csv_path: Path, path: Path) -> None:
+    """The same rows as JSON Lines, in Close's wire types."""
+    from close_async._importer import read_rows
+
+    with path.open("w", encoding="utf-8") as f:
+        for row in read_rows(csv_path):
+            f.write(json.dumps(row.item) + "\n")
+
+
+class Server:
+    def __init__(self, latency: float = 0.0) -> None:
+        me = [sys.executable, str(Path(__file__).resolve()), "--serve", "--latency", str(latency)]
+        self.proc = subprocess.Popen(me, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert self.proc.stdout is not None
+        self.base_url = self.proc.stdout.readline().strip()
+        if not self.base_url.startswith("http"):
+            raise RuntimeError(f"the server did not start: {self.base_url!r}")
+
+    def stop(self) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=60)
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def measure(
+    mode: str, source: Path, journal: Path, server: Server, concurrency: int
+) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--file"]
+    command += [str(source), "--journal", str(journal), "--base-url", server.base_url]
+    command += ["--concurrency", str(concurrency)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    report = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    report["rows_per_s"] = report["created"] / report["seconds"] if report["seconds"] else 0.0
+    return report
+
+
 @dataclass
-class Result:
+class Rate:
+    latency_ms: float
+    mode: str
     rows: int
-    created: int
-    server_created: int
-    failed: int
-    unknown: int
-    import_seconds: float
-    rows_per_s: float
-    wall_seconds: float
+    rounds: int
+    rows_per_s: float  # median over rounds
+    all_rows_per_s: list[float]
     client_cpu_ms_per_row: float
-    server_cpu_ms_per_row: float
+    ratio: float  # to create_many (fsync modes: to the same format without fsync)
+
+
+@dataclass
+class Memory:
+    rows: int
+    import_peak_mib: float
+    resume_peak_mib: float
+    ratio: float
     rss_before_mib: float
-    peak_rss_mib: float
     journal_mib: float
-    file_mib: float
-    top_growth: list[dict[str, Any]] | None = None
+    all_created: bool
 
 
-def run_size(rows: int, concurrency: int, trace: bool) -> Result:
-    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
-        source, journal = Path(tmp) / "rows.csv", Path(tmp) / "journal.jsonl"
-        write_rows(source, rows)
-        me = [sys.executable, str(Path(__file__).resolve())]
-        server = subprocess.Popen(
-            [*me, "--serve"], stdout=subprocess.PIPE, text=True, start_new_session=True
+def rates(
+    tmp: Path, server: Server, rows: int, rounds: int, concurrency: int, latency: float
+) -> list[Rate]:
+    csv_path, jsonl_path = tmp / "rate.csv", tmp / "rate.jsonl"
+    write_rows(csv_path, rows)
+    write_jsonl(csv_path, jsonl_path)
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+    for r in range(rounds):
+        order = MODES[r % len(MODES) :] + MODES[: r % len(MODES)]
+        for mode in order:
+            journal = tmp / f"rate-{mode}-{r}.journal"
+            source = jsonl_path if mode.startswith("jsonl") else csv_path
+            print(f"  round {r + 1}/{rounds}: {mode} ...", file=sys.stderr, flush=True)
+            report = measure(mode, source, journal, server, concurrency)
+            if report["created"] != rows:
+                raise RuntimeError(f"{mode}: created {report['created']} of {rows}")
+            runs[mode].append(report)
+            journal.unlink(missing_ok=True)
+    median = {m: statistics.median(r["rows_per_s"] for r in runs[m]) for m in MODES}
+    anchor = {"csv": "create_many", "jsonl": "create_many", "create_many": "create_many"}
+    anchor |= {"csv-fsync": "csv", "jsonl-fsync": "jsonl"}
+    return [
+        Rate(
+            latency_ms=latency * 1000,
+            mode=m,
+            rows=rows,
+            rounds=rounds,
+            rows_per_s=round(median[m], 1),
+            all_rows_per_s=[round(r["rows_per_s"], 1) for r in runs[m]],
+            client_cpu_ms_per_row=round(
+                1000 * statistics.median(r["cpu_seconds"] for r in runs[m]) / rows, 3
+            ),
+            ratio=round(median[m] / median[anchor[m]], 3),
         )
-        try:
-            assert server.stdout is not None
-            base_url = server.stdout.readline().strip()
-            if not base_url.startswith("http"):
-                raise RuntimeError(f"the server did not start: {base_url!r}")
-            command = [*me, "--child", str(source), "--journal", str(journal)]
-            command += ["--base-url", base_url, "--concurrency", str(concurrency)]
-            if trace:
-                command.append("--trace")
-            out = subprocess.run(command, check=True, capture_output=True, text=True)
-            report = json.loads(out.stdout.strip().splitlines()[-1])
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server_out, _ = server.communicate(timeout=30)
-        counts = json.loads(server_out.strip().splitlines()[-1])
-        return Result(
-            rows=report["rows"],
-            created=report["created"],
-            server_created=counts["created"],
-            failed=report["failed"],
-            unknown=report["unknown"],
-            import_seconds=round(report["import_seconds"], 2),
-            rows_per_s=round(report["created"] / report["import_seconds"], 1),
-            wall_seconds=round(report["wall_seconds"], 2),
-            client_cpu_ms_per_row=round(1000 * report["cpu_seconds"] / rows, 3),
-            server_cpu_ms_per_row=round(1000 * counts["cpu_seconds"] / rows, 3),
-            rss_before_mib=round(report["rss_before_kib"] / 1024, 1),
-            peak_rss_mib=round(report["peak_rss_kib"] / 1024, 1),
-            journal_mib=round(journal.stat().st_size / 2**20, 1),
-            file_mib=round(source.stat().st_size / 2**20, 1),
-            top_growth=report.get("top_growth"),
-        )
+        for m in MODES
+    ]
 
 
-def table(results: list[Result]) -> str:
-    head = (
-        "| rows | created | server created | rows/s | import s | client CPU ms/row "
-        "| server CPU ms/row | RSS before MiB | peak RSS MiB |"
+def memory(tmp: Path, server: Server, rows: int, concurrency: int) -> Memory:
+    source, journal = tmp / f"mem-{rows}.csv", tmp / f"mem-{rows}.journal"
+    write_rows(source, rows)
+    print(f"  import {rows:,} rows, then resume ...", file=sys.stderr, flush=True)
+    first = measure("csv", source, journal, server, concurrency)
+    again = measure("resume", source, journal, server, concurrency)
+    result = Memory(
+        rows=rows,
+        import_peak_mib=round(first["peak_rss_kib"] / 1024, 1),
+        resume_peak_mib=round(again["peak_rss_kib"] / 1024, 1),
+        ratio=round(again["peak_rss_kib"] / first["peak_rss_kib"], 3),
+        rss_before_mib=round(first["rss_before_kib"] / 1024, 1),
+        journal_mib=round(journal.stat().st_size / 2**20, 1),
+        all_created=first["created"] == rows and again["created"] == rows,
     )
-    lines = [head, "|---" * 9 + "|"]
-    for r in results:
+    journal.unlink()
+    return result
+
+
+def report_tables(rate_results: list[Rate], mem_results: list[Memory]) -> str:
+    lines = [
+        "| latency | mode | rows | rows/s (median) | runs | client CPU ms/row | ratio | anchor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rate_results:
+        anchor = {"csv-fsync": "csv", "jsonl-fsync": "jsonl"}.get(r.mode, "create_many")
+        runs = ", ".join(f"{x:,.0f}" for x in r.all_rows_per_s)
         lines.append(
-            f"| {r.rows:,} | {r.created:,} | {r.server_created:,} | {r.rows_per_s:,.0f} | "
-            f"{r.import_seconds:.1f} | {r.client_cpu_ms_per_row:.2f} | "
-            f"{r.server_cpu_ms_per_row:.2f} | {r.rss_before_mib:.1f} | {r.peak_rss_mib:.1f} |"
+            f"| {r.latency_ms:.0f} ms | {r.mode} | {r.rows:,} | {r.rows_per_s:,.0f} | {runs} | "
+            f"{r.client_cpu_ms_per_row:.2f} | {r.ratio:.2f} | {anchor} |"
+        )
+    lines += [
+        "",
+        "| rows | import peak RSS MiB | resume peak RSS MiB | resume / import | journal MiB |",
+        "|---|---|---|---|---|",
+    ]
+    for m in mem_results:
+        lines.append(
+            f"| {m.rows:,} | {m.import_peak_mib:.1f} | {m.resume_peak_mib:.1f} | "
+            f"{m.ratio:.2f} | {m.journal_mib:.1f} |"
         )
     return "\n".join(lines)
 
 
+def verdicts(rate_results: list[Rate], mem_results: list[Memory]) -> dict[str, bool]:
+    met = {}
+    for latency in sorted({r.latency_ms for r in rate_results}):
+        by_mode = {r.mode: r.ratio for r in rate_results if r.latency_ms == latency}
+        at = f" (server latency {latency:.0f} ms)"
+        met["import >= 0.9x create_many" + at] = (
+            min(by_mode["csv"], by_mode["jsonl"]) >= IMPORT_TARGET
+        )
+        met["fsync >= 0.8x no fsync" + at] = (
+            min(by_mode["csv-fsync"], by_mode["jsonl-fsync"]) >= FSYNC_TARGET
+        )
+    met["resume peak <= 1.3x import peak"] = mem_results[-1].ratio <= RESUME_TARGET
+    return met
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="500 and 5,000 rows (CI smoke)")
-    parser.add_argument("--sizes", help="comma-separated row counts (default 2000,200000)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round (CI)")
+    parser.add_argument("--sizes", help="comma-separated row counts for memory (2000,200000)")
+    parser.add_argument("--rate-rows", type=int, help="rows per rate measurement (10000)")
+    parser.add_argument("--rounds", type=int, help="rounds of rate measurements (3)")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument(
         "--json",
@@ -271,51 +355,80 @@ def main() -> int:
         metavar="PATH",
         help="write the results as JSON (default path: benchmarks/results/bench_import.json)",
     )
-    parser.add_argument("--trace", action="store_true", help="tracemalloc in the importer")
+    parser.add_argument(
+        "--latencies",
+        default="0,50",
+        help="server latencies in ms for the rate measurements (0: the client's CPU per row"
+        " decides; 50: a round trip like a real API's)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--child", metavar="FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--latency", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[*MODES, "resume"], help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--journal", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.serve:
-        asyncio.run(serve())
+        asyncio.run(serve(args.latency))
         return 0
     if args.child:
+        if args.child == "resume":
+            args.child = "csv"  # the same command again, on the finished journal
         print(json.dumps(asyncio.run(child(args))), flush=True)
         return 0
 
     if args.sizes:
         sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
     else:
-        sizes = [500, 5000] if args.quick else [2000, 200_000]
-    results = []
-    for rows in sizes:
-        print(f"importing {rows:,} rows ...", file=sys.stderr, flush=True)
-        results.append(run_size(rows, args.concurrency, args.trace))
-    print(table(results))
-    ratio = results[-1].peak_rss_mib / results[0].peak_rss_mib
-    verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
-    print(
-        f"\npeak RSS at {results[-1].rows:,} rows / at {results[0].rows:,} rows = {ratio:.2f} "
-        f"(target <= {TARGET_RATIO}: {verdict})"
-    )
-    ok = all(r.created == r.rows == r.server_created for r in results)
+        sizes = [500, 2000] if args.quick else [2000, 200_000]
+    rate_rows = args.rate_rows or (500 if args.quick else 10_000)
+    latencies = [float(x) / 1000 for x in args.latencies.split(",")]
+    rounds = args.rounds or (1 if args.quick else 3)
+    rate_results: list[Rate] = []
+    created = 0
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        for latency in latencies:
+            server = Server(latency)
+            try:
+                print(f"rates at {rate_rows:,} rows x {rounds}, server latency {latency}s ...",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                rate_results += rates(
+                    Path(tmp), server, rate_rows, rounds, args.concurrency, latency
+                )
+            finally:
+                created += server.stop()["created"]
+        server = Server()
+        try:
+            mem_results = [memory(Path(tmp), server, n, args.concurrency) for n in sizes]
+        finally:
+            counts = server.stop()
+    counts["created"] += created
+    print(report_tables(rate_results, mem_results))
+    met = verdicts(rate_results, mem_results)
+    for name, ok in met.items():
+        print(f"{name}: {'met' if ok else 'MISSED'}")
+    expected = len(latencies) * rounds * len(MODES) * rate_rows + sum(sizes)
+    ok = counts["created"] == expected and all(m.all_created for m in mem_results)
     if not ok:
-        print("MISMATCH: not every row was created exactly once", file=sys.stderr)
-    for r in results:
-        for entry in r.top_growth or []:
-            print(f"  {r.rows:>7,} rows: {entry['kib']:>9.1f} KiB {entry['count']:>+8} ", end="")
-            print(" <- ".join(reversed(entry["where"])))
+        print(f"MISMATCH: server created {counts['created']}, expected {expected}", file=sys.stderr)
     if args.json:
         report = {
             "benchmark": "bench_import",
             "machine": machine_info(),
-            "params": {"sizes": sizes, "concurrency": args.concurrency, "quick": args.quick},
-            "target_ratio": TARGET_RATIO,
-            "ratio": round(ratio, 3),
-            "target_met": ratio <= TARGET_RATIO,
-            "results": [asdict(r) for r in results],
+            "params": {
+                "sizes": sizes,
+                "rate_rows": rate_rows,
+                "rounds": rounds,
+                "latencies_ms": [x * 1000 for x in latencies],
+                "concurrency": args.concurrency,
+                "quick": args.quick,
+            },
+            "targets": {"import": IMPORT_TARGET, "fsync": FSYNC_TARGET, "resume": RESUME_TARGET},
+            "target_met": met,
+            "server": counts,
+            "rates": [asdict(r) for r in rate_results],
+            "memory": [asdict(m) for m in mem_results],
         }
         write_report(args.json, report)
     return 0 if ok else 1

@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 _EPILOG = (
     f"Credentials come from ${API_KEY_ENV} (an API key) or --api-key. Exit codes: 0 everything "
-    "was created, 1 some rows failed or have an unknown outcome, 2 usage errors."
+    "was created, 1 some rows failed or have an unknown outcome, 2 usage errors (nothing sent), "
+    "3 stopped early (API key refused, server unreachable), 4 the journal could not be written "
+    "(disk full), 130 interrupted (Ctrl-C, SIGTERM)."
 )
 
 
@@ -192,8 +194,16 @@ def create(ctx: click.Context, /, custom: tuple[str, ...], new_lead: bool, **fie
 )
 @click.option("--retry-unknown", is_flag=True, help="Re-send rows whose outcome is unknown.")
 @click.option("--dry-run", is_flag=True, help="Validate every row; send nothing.")
-@click.option("--output", type=click.File("w"), help="Write each row's outcome here (JSON Lines).")
-@click.option("--fsync", is_flag=True, help="fsync the journal per record (power-cut safe).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write each row's outcome here (JSON Lines); with --journal, every run's outcomes.",
+)
+@click.option("--fsync", is_flag=True, help="fsync the journal as it grows (power-cut safe).")
+@click.option(
+    "--encoding",
+    help="The file's text encoding (default UTF-8; a byte order mark wins), e.g. cp1252.",
+)
 @click.option(
     "--quiet",
     "-q",
@@ -218,8 +228,9 @@ def import_(
     concurrency: int,
     retry_unknown: bool,
     dry_run: bool,
-    output: Any,
+    output: Path | None,
     fsync: bool,
+    encoding: str | None,
 ) -> None:
     """Create one opportunity per row of FILE (.csv, or JSON Lines otherwise; - reads
     standard input: JSON Lines if it starts with {, CSV otherwise).
@@ -240,42 +251,50 @@ def import_(
 
     client = None if dry_run else _client(ctx)
     with _input(file) as path:
-        _check_has_rows(path, "standard input" if str(file) == "-" else str(file))
         code = asyncio.run(
-            _import(client, path, journal, concurrency, retry_unknown, dry_run, output, fsync)
-        )
+            _import(
+                client, path, journal, concurrency, retry_unknown, dry_run, output, fsync,
+                encoding, name="standard input" if str(file) == "-" else str(file),
+            )
+        )  # fmt: skip
     sys.exit(code)
 
 
 @contextlib.contextmanager
 def _input(file: Path) -> Iterator[Path]:
-    """FILE, or for ``-`` standard input copied to a temporary file (the import reads its input
-    twice: once to count rows for the progress bar, then row by row)."""
-    if str(file) != "-":
+    """FILE, or a temporary copy of what can be read only once: ``-`` (standard input), a pipe,
+    ``<(cmd)``. The import reads its input more than once (the checks, then row by row)."""
+    import stat
+
+    if str(file) != "-" and stat.S_ISREG(file.stat().st_mode):
         yield file
         return
     import tempfile
 
-    stdin = sys.stdin.buffer
-    head = stdin.read(4096)
-    jsonl = head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{")
-    with tempfile.TemporaryDirectory(prefix="close-async-") as tmp:
-        path = Path(tmp, "stdin.jsonl" if jsonl else "stdin.csv")
+    if str(file) == "-":
+        if sys.stdin is None:
+            raise click.UsageError("standard input is closed: nothing to read for -")
+        source = sys.stdin.buffer
+    else:
+        source = file.open("rb")
+    with source, tempfile.TemporaryDirectory(prefix="close-async-") as tmp:
+        head = source.read(4096)
+        suffix = file.suffix.lower()
+        if not suffix:  # '-', or a pipe with no name to go by: JSON Lines start with {
+            jsonl = head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{")
+            suffix = ".jsonl" if jsonl else ".csv"
+        path = Path(tmp, "input" + suffix)
         with path.open("wb") as f:
             f.write(head)
-            shutil.copyfileobj(stdin, f)
+            shutil.copyfileobj(source, f)
         yield path
 
 
-def _check_has_rows(path: Path, name: str) -> None:
-    """An empty file (or a CSV with only its header) is a usage error: exit 2, nothing sent."""
+def _empty(path: Path) -> str:
+    """Why a file with no rows has none: a CSV with its header alone, or nothing at all."""
     with path.open("rb") as f:
-        lines = (line for line in f if line.strip())
-        header = path.suffix.lower() == ".csv" and next(lines, None) is not None
-        if next(lines, None) is None:
-            what = "only a header row" if header else "it is empty"
-            click.echo(f"error: nothing to import: {name} has no rows ({what})", err=True)
-            sys.exit(2)
+        header = path.suffix.lower() == ".csv" and any(line.strip() for line in f)
+    return "only a header row" if header else "it is empty"
 
 
 async def _import(
@@ -285,46 +304,79 @@ async def _import(
     concurrency: int,
     retry_unknown: bool,
     dry_run: bool,
-    output: Any,
+    output_path: Path | None,
     fsync: bool,
+    encoding: str | None,
+    *,
+    name: str,
 ) -> int:
     from ._exceptions import InvalidInputError
-    from ._importer import run_import
-    from ._journal import Journal
+    from ._importer import EXIT_JOURNAL, Stop, run_import, stop_report
+    from ._journal import Journal, JournalError, JournalLockedError, is_disk_full
+    from ._preflight import PreflightError, check_input, check_paths
 
-    journal = Journal(journal_path, fsync=fsync) if journal_path and not dry_run else None
-    progress = Progress(_count_rows(file), quiet=bool(_option("quiet")))
-    try:
-        if client is not None:
-            async with client:
-                summary = await run_import(
-                    client, file, journal=journal, concurrency=concurrency,
-                    retry_unknown=retry_unknown, output=output, progress=progress,
-                )  # fmt: skip
-        else:
-            summary = await run_import(
-                None, file, journal=None, concurrency=concurrency, dry_run=True,
-                progress=progress,
-            )  # fmt: skip
-    except InvalidInputError as exc:
-        progress.finish()
-        click.echo(f"error: {exc}", err=True)
-        return 2
-    finally:
-        if journal is not None:
-            journal.close()
-    progress.finish()
-    if _option("json"):
+    stop = Stop()
+    journal = None
+    output: Any = None
+    with stop.on_signals():
+        try:
+            check_paths(file, journal_path, output_path)
+            if journal_path and not dry_run:
+                journal = Journal(journal_path, fsync=fsync, input=file)
+            rows = check_input(file, encoding=encoding, journal=journal)
+            if rows == 0:
+                click.echo(
+                    f"error: nothing to import: {name} has no rows ({_empty(file)})", err=True
+                )
+                return 2
+            if output_path is not None and journal is None and not dry_run:
+                output = output_path.open("w", encoding="utf-8")
+            progress = Progress(rows, quiet=bool(_option("quiet")))
+            try:
+                if client is not None:
+                    async with client:
+                        summary = await run_import(
+                            client, file, journal=journal, concurrency=concurrency,
+                            retry_unknown=retry_unknown, output=output, progress=progress,
+                            encoding=encoding, stop=stop,
+                        )  # fmt: skip
+                else:
+                    summary = await run_import(
+                        None, file, journal=None, concurrency=concurrency, dry_run=True,
+                        progress=progress, encoding=encoding,
+                    )  # fmt: skip
+            finally:
+                progress.finish()
+        except (PreflightError, JournalLockedError, InvalidInputError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 2
+        except (JournalError, OSError) as exc:  # a journal or --output that cannot be written
+            click.echo(f"error: {exc}", err=True)
+            return EXIT_JOURNAL if is_disk_full(exc) or isinstance(exc, JournalError) else 2
+        except Exception as exc:  # a bug of ours: still no traceback, and how to go on
+            again = " The journal has every outcome so far: the same command resumes." * bool(
+                journal
+            )
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc}.{again}", err=True)
+            return 1
+        finally:
+            if journal is not None:
+                journal.close()
+            if output is not None:
+                output.close()
+    if journal is not None and output_path is not None:
+        try:
+            journal.export(output_path)  # every row's outcome, earlier runs' included
+        except OSError as exc:
+            click.echo(f"error: cannot write --output {output_path}: {exc}", err=True)
+    json_summary = bool(_option("json"))
+    if json_summary:
         click.echo(summary_json(summary, dry_run=dry_run, journal=journal_path))
     if summary.exit_code or not _option("quiet"):
-        print_summary(summary, dry_run=dry_run, journal=journal_path, err=bool(_option("json")))
+        print_summary(summary, dry_run=dry_run, journal=journal_path, err=json_summary)
+    for line in stop_report(summary, journal=journal_path):
+        click.echo(line, err=True)
     return summary.exit_code
-
-
-def _count_rows(path: Path) -> int:
-    with path.open("rb") as f:
-        lines = sum(1 for line in f if line.strip())
-    return max(0, lines - 1) if path.suffix.lower() == ".csv" else lines
 
 
 def summary_json(summary: ImportSummary, *, dry_run: bool, journal: Path | None) -> str:

@@ -1,15 +1,26 @@
 """``close-async import``: one opportunity per row of a JSON Lines or CSV file, resumable.
 
 Rows stream from the file through ``stream_create``; nothing holds the whole file, so memory
-stays flat however long it is.
+stays flat however long it is. A bad row (bad cell, a cell over csv's 128 KiB limit, a JSON line
+nested too deep, a NUL byte, bytes not in the encoding) is reported with its line; the others go
+through. The run stops early, sending nothing more, when:
+
+- the server refuses the API key (401) or the plan (402), or cannot be reached at all: one
+  message instead of one per row (exit 3);
+- the journal cannot be written (disk full): exit 4; what was not recorded is listed;
+- ``stop`` is triggered (Ctrl-C, SIGTERM): exit 130. Requests already out get ``grace`` seconds
+  to finish (a second signal cuts it short); rows still queued are not sent; the rows whose
+  request was out when cut are named (they are ``unknown``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import hashlib
+import contextlib
 import io
+import shlex
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,98 +30,19 @@ import msgspec
 
 from ._bulk import to_create
 from ._client import AsyncCloseClient
-from ._constants import CUSTOM_PREFIX
-from ._exceptions import CloseError, InvalidInputError
-from ._journal import DONE, UNKNOWN_STATES, Journal
+from ._constants import API_KEY_ENV
+from ._exceptions import APIConnectionError, AuthenticationError, CloseError, InvalidInputError
+from ._import_trace import SendTracker
+from ._journal import DONE, UNKNOWN_STATES, Journal, JournalWriteError
+from ._rows import Row, read_rows, resolve_encoding
 from .models import CreateOpportunity, Opportunity
 
-_decoder = msgspec.json.Decoder()
+__all__ = ["ImportSummary", "Row", "Stop", "read_rows", "run_import", "stop_report"]
+
 _encoder = msgspec.json.Encoder()
-_INT_COLUMNS = frozenset({"value", "confidence"})
-_JSON_COLUMNS = frozenset({"attachments", "custom_fields"})
-
-
-@dataclass
-class Row:
-    """One input row: its line number, a digest of its text, and the item or why it is bad."""
-
-    line: int
-    digest: str
-    item: dict[str, Any] | None = None
-    error: InvalidInputError | None = None
-
-
-def read_rows(path: Path) -> Iterator[Row]:
-    """Rows of a ``.csv`` file (by extension) or of a JSON Lines file (anything else)."""
-    if path.suffix.lower() == ".csv":
-        yield from _csv_rows(path)
-    else:
-        yield from _jsonl_rows(path)
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _jsonl_rows(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8-sig") as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            row = Row(line_no, _digest(line.rstrip("\r\n")))
-            try:
-                item = _decoder.decode(line)
-            except msgspec.DecodeError as exc:
-                row.error = InvalidInputError("row", line.strip()[:80], f"is not JSON ({exc})")
-            else:
-                if isinstance(item, dict):
-                    row.item = item
-                else:
-                    row.error = InvalidInputError("row", item, "must be a JSON object")
-            yield row
-
-
-def _csv_rows(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            return
-        columns = [c.strip() for c in header]
-        for cells in reader:
-            if not any(c.strip() for c in cells):
-                continue
-            row = Row(reader.line_num, _digest("\x1f".join(cells)))
-            try:
-                row.item = _csv_item(columns, cells)
-            except InvalidInputError as exc:
-                row.error = exc
-            yield row
-
-
-def _csv_item(columns: list[str], cells: list[str]) -> dict[str, Any]:
-    """A CSV row in Close's wire types: an empty cell is not sent; ``value`` and ``confidence``
-    are integers; ``attachments``/``custom_fields`` and custom cells starting with ``[`` are JSON
-    (multi-value custom fields); every other cell is a string."""
-    if len(cells) > len(columns):
-        raise InvalidInputError("row", cells, f"has {len(cells)} cells for {len(columns)} columns")
-    item: dict[str, Any] = {}
-    for column, cell in zip(columns, cells, strict=False):
-        if cell == "":
-            continue
-        if column in _INT_COLUMNS:
-            try:
-                item[column] = int(cell.strip())
-            except ValueError:
-                raise InvalidInputError(column, cell, "must be an integer") from None
-        elif column in _JSON_COLUMNS or (column.startswith(CUSTOM_PREFIX) and cell.startswith("[")):
-            try:
-                item[column] = _decoder.decode(cell)
-            except msgspec.DecodeError:
-                raise InvalidInputError(column, cell, "must be JSON") from None
-        else:
-            item[column] = cell
-    return item
+# After this many connection failures in a row (or the first, before any success): stop.
+_UNREACHABLE_AFTER = 10
+EXIT_STOPPED, EXIT_JOURNAL, EXIT_INTERRUPTED = 3, 4, 130
 
 
 @dataclass
@@ -122,13 +54,57 @@ class ImportSummary:
     unknown: list[tuple[int, str]] = field(default_factory=list)
     sent: int = 0
     seconds: float = 0.0
+    stopped: str | None = None  # why the run stopped before the end of the file
+    stop_code: int = 0
+    not_sent: int = 0  # read but held back by the stop (plus those the server refused with it)
+    in_flight: list[int] = field(default_factory=list)  # lines cut while their request was out
+    last_line: int = 0  # the last line read
+    unrecorded: list[tuple[int, str]] = field(default_factory=list)  # the journal refused them
 
     @property
     def exit_code(self) -> int:
+        if self.stopped is not None:
+            return self.stop_code
         return 1 if self.failed or self.unknown else 0
 
 
 ProgressCallback = Callable[[ImportSummary], None]
+
+
+class Stop:
+    """Ask a running import to stop: the first call stops sending, the second cuts requests."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.soft = asyncio.Event()
+        self.hard = asyncio.Event()
+
+    def __call__(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.soft.set()
+        else:
+            self.hard.set()
+
+    @contextlib.contextmanager
+    def on_signals(self) -> Iterator[None]:
+        """Route SIGINT and SIGTERM here while the block runs (inside the event loop)."""
+        loop = asyncio.get_running_loop()
+        names = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
+        try:
+            for sig, name in names.items():
+                loop.add_signal_handler(sig, self, name)
+        except NotImplementedError:  # pragma: no cover - Windows: Ctrl-C stays KeyboardInterrupt
+            names = {}
+        try:
+            yield
+        finally:
+            for sig in names:
+                loop.remove_signal_handler(sig)
+
+
+class _NotSent(CloseError):
+    """Raised from ``on_send``: the import is stopping, so this request must not leave."""
 
 
 async def run_import(
@@ -141,40 +117,56 @@ async def run_import(
     dry_run: bool = False,
     output: io.TextIOBase | None = None,
     progress: ProgressCallback | None = None,
+    encoding: str | None = None,
+    stop: Stop | None = None,
+    grace: float = 5.0,
 ) -> ImportSummary:
     """Import ``path``; with ``dry_run`` only validate (``client`` may then be None)."""
     summary = ImportSummary()
     started = asyncio.get_running_loop().time()
     pending: dict[int, Row] = {}  # stream index -> row, for rows in flight only
+    codec = resolve_encoding(path, encoding)
+    tracker = None if dry_run else SendTracker(journal, client)
+
+    def halt(reason: str, code: int) -> None:
+        if summary.stopped is None:
+            summary.stopped, summary.stop_code = reason, code
 
     def note(row: int, state: str, **fields: Any) -> None:
         if journal is not None and not dry_run:
-            journal.record(row, state, **fields)
-        if output is not None and state != "sending":  # outcomes only
+            try:
+                journal.record(row, state, **fields)
+            except JournalWriteError as exc:
+                halt(str(exc), EXIT_JOURNAL)
+                summary.unrecorded.append((row, f"{state} {fields.get('id') or ''}".strip()))
+        if output is not None:  # outcomes only
             output.write(_encoder.encode({"row": row, "state": state, **fields}).decode() + "\n")
 
     def to_send() -> Iterator[CreateOpportunity]:
-        for row in read_rows(path):
+        for row in read_rows(path, codec):
+            if summary.stopped is not None or (stop is not None and stop.reason is not None):
+                return
             summary.rows += 1
+            summary.last_line = row.line
             previous = journal.state(row.line) if journal is not None else None
-            if previous is not None and previous.digest not in (None, row.digest):
-                raise InvalidInputError(
+            if previous in _SENT and journal is not None and _differs(journal, row):
+                raise InvalidInputError(  # check_input refuses this before anything is sent
                     "journal",
-                    str(journal.path if journal else ""),
-                    f"line {row.line} differs"
-                    " from the row this journal recorded: is it the same input file?",
+                    str(journal.path),
+                    f"line {row.line} differs from the row it sent: is it the same input file?",
                 )
-            if previous is not None and previous.state == DONE:
+            if previous == DONE:
                 summary.skipped += 1
-            elif previous is not None and previous.state in UNKNOWN_STATES and not retry_unknown:
-                summary.unknown.append((row.line, previous.error or "in flight when stopped"))
+            elif previous in UNKNOWN_STATES and not retry_unknown:
+                why = "in flight when stopped" if previous == "sending" else ""
+                summary.unknown.append((row.line, why or journal_error(journal, row.line)))
             elif row.error is not None or row.item is None:
                 _fail(row, row.error)
             else:
                 try:
                     create = to_create(row.item)  # validated before anything is sent
-                except InvalidInputError as exc:
-                    _fail(row, exc)
+                except (InvalidInputError, TypeError, ValueError, RecursionError) as exc:
+                    _fail(row, exc if isinstance(exc, InvalidInputError) else None, repr(exc))
                     continue
                 if dry_run:
                     continue
@@ -184,29 +176,120 @@ async def run_import(
             if progress is not None:
                 progress(summary)
 
-    def _fail(row: Row, exc: InvalidInputError | None) -> None:
-        reason = str(exc) if exc else "invalid row"  # str(): bounded, whatever the value
+    def _fail(row: Row, exc: InvalidInputError | None, other: str = "invalid row") -> None:
+        reason = str(exc) if exc else other  # str(): bounded, whatever the value
         summary.failed.append((row.line, reason))
         note(row.line, "invalid", error=reason)
 
     if dry_run or client is None:
         for _ in to_send():
             pass
-    else:
+        summary.seconds = asyncio.get_running_loop().time() - started
+        return summary
 
-        def sending(index: int) -> None:
-            row = pending[index]
-            note(row.line, "sending", digest=row.digest)
+    def sending(index: int) -> None:
+        if summary.stopped is not None or (stop is not None and stop.reason is not None):
+            raise _NotSent("the import is stopping: not sent")
+        row = pending[index]
+        if journal is not None:
+            journal.record(row.line, "sending", digest=row.digest)  # raises if the disk is full
+        if tracker is not None:
+            tracker.leaving(row.line)
 
-        async for index, result in client.opportunities.stream_create(
+    failures = 0
+
+    async def consume() -> None:
+        nonlocal failures
+        stream = client.opportunities.stream_create(
             to_send(), concurrency=concurrency, on_send=sending
-        ):
+        )
+        async for index, result in stream:
             row = pending.pop(index)
-            _record(row, result, summary, note)
+            if tracker is not None:
+                tracker.finished(row.line)
+            if isinstance(result, (_NotSent, JournalWriteError)):
+                summary.not_sent += 1
+                if isinstance(result, JournalWriteError):
+                    halt(str(result), EXIT_JOURNAL)
+                continue
+            reason = _stop_reason(result, client, failures if summary.created else None)
+            failures = failures + 1 if isinstance(result, APIConnectionError) else 0
+            if reason is not None:
+                halt(reason, EXIT_STOPPED)
+            if reason is not None or (summary.stopped and _same_stop(result, summary.stopped)):
+                summary.not_sent += 1  # refused like the rest: the journal says "failed"
+                note(row.line, "failed", error=str(result))
+            else:
+                _record(row, result, summary, note)
+            if tracker is not None and tracker.error is not None:
+                halt(str(tracker.error), EXIT_JOURNAL)
+            if journal is not None and journal.full is not None:
+                halt(f"the journal's disk is full ({journal.full})", EXIT_JOURNAL)
             if progress is not None:
                 progress(summary)
+
+    task = asyncio.ensure_future(consume())
+    if stop is not None:
+        soft = asyncio.ensure_future(stop.soft.wait())
+        await asyncio.wait({task, soft}, return_when=asyncio.FIRST_COMPLETED)
+        soft.cancel()
+        if not task.done():
+            halt(f"interrupted by {stop.reason}", EXIT_INTERRUPTED)
+            hard = asyncio.ensure_future(stop.hard.wait())
+            await asyncio.wait({task, hard}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            hard.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                for row in pending.values():
+                    if tracker is None or tracker.left(row.line):
+                        summary.in_flight.append(row.line)
+                        summary.unknown.append((row.line, "in flight when stopped"))
+                    else:
+                        summary.not_sent += 1
+                        if tracker is not None and tracker.announced(row.line):
+                            note(row.line, "waiting")
+        elif stop.reason is not None:
+            halt(f"interrupted by {stop.reason}", EXIT_INTERRUPTED)
+    if not task.cancelled():
+        await task
     summary.seconds = asyncio.get_running_loop().time() - started
     return summary
+
+
+_SENT = UNKNOWN_STATES | {DONE}
+
+
+def journal_error(journal: Journal | None, line: int) -> str:
+    error = journal.errors.get(line) if journal is not None else None
+    return error or "unknown since an earlier run"
+
+
+def _differs(journal: Journal, row: Row) -> bool:
+    recorded = journal.digest(row.line)
+    return bool(recorded) and recorded != int(row.digest, 16)
+
+
+def _stop_reason(result: object, client: AsyncCloseClient, failures: int | None) -> str | None:
+    """Why no further row should be sent after ``result``, or None."""
+    if isinstance(result, AuthenticationError):
+        return f"the server refused the API key ({result}): check ${API_KEY_ENV}"
+    if getattr(result, "status_code", None) == 402:
+        return f"the organization's plan refused the request ({result})"
+    connection = isinstance(result, APIConnectionError) and not result.may_have_succeeded
+    if connection and (failures is None or failures + 1 >= _UNREACHABLE_AFTER):
+        return f"cannot reach {client.base_url} ({result}): check --base-url"
+    return None
+
+
+def _same_stop(result: object, stopped: str) -> bool:
+    """A result that failed the way the stop said (the rest of the 401s): not listed per row."""
+    return (isinstance(result, AuthenticationError) and API_KEY_ENV in stopped) or (
+        isinstance(result, APIConnectionError)
+        and not result.may_have_succeeded
+        and "cannot reach" in stopped
+    )
 
 
 def _record(
@@ -224,3 +307,44 @@ def _record(
     else:
         summary.failed.append((row.line, str(result)))
         note(row.line, "failed", error=str(result))
+
+
+def stop_report(
+    summary: ImportSummary, *, journal: Path | None, argv: list[str] | None = None
+) -> list[str]:
+    """What a stopped run says: why, the rows in flight, and the command to resume."""
+    if summary.stopped is None:
+        return []
+    lines = [f"stopped: {summary.stopped}."]
+    if summary.in_flight:
+        lines.append(
+            f"{len(summary.in_flight)} rows were in flight when cut (their request had left, so"
+            f" they may or may not have been created): {_lines(summary.in_flight)}"
+        )
+    if summary.unrecorded:
+        lines.append(
+            "not in the journal (it could not be written); a resume calls them unknown: "
+            + ", ".join(f"line {line}: {what}" for line, what in summary.unrecorded[:20])
+        )
+    held = f"{summary.not_sent} rows read were held back or refused (not created); " * bool(
+        summary.not_sent
+    )
+    lines.append(f"{held}rows after line {summary.last_line}, if any, were not read.")
+    command = "close-async " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if journal is None and summary.created == 0 and not summary.in_flight:
+        lines.append("Nothing was created: run the same command again once that is fixed.")
+    elif journal is None:
+        lines.append(
+            "There was no --journal: running the same command again sends every row again."
+            " Add --journal FILE to make an import resumable."
+        )
+    else:
+        fix = {EXIT_STOPPED: "Fix that, then resume", EXIT_JOURNAL: "Free some space, then resume"}
+        lines.append(f"{fix.get(summary.stop_code, 'To resume')}: {command}")
+    return lines
+
+
+def _lines(lines: list[int], most: int = 30) -> str:
+    shown = ", ".join(str(n) for n in sorted(lines)[:most])
+    more = f" and {len(lines) - most} more" if len(lines) > most else ""
+    return f"lines {shown}{more}"

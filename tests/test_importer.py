@@ -41,7 +41,9 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 
 def records(journal: Path) -> list[dict[str, Any]]:
-    return [msgspec.json.decode(line) for line in journal.read_bytes().splitlines() if line]
+    """The journal's row records (not its header line)."""
+    decoded = [msgspec.json.decode(line) for line in journal.read_bytes().splitlines() if line]
+    return [r for r in decoded if "row" in r]
 
 
 def last_states(journal: Path) -> dict[int, str]:
@@ -309,7 +311,7 @@ async def test_dry_run_sends_nothing(close_server: FakeCloseServer, tmp_path: Pa
     again = await run(close_server, path, journal, dry_run=True, output=output)
     assert again.failed == summary.failed
     assert close_server.requests == []
-    assert journal.read_bytes() == b""
+    assert records(journal) == []
     assert [msgspec.json.decode(line)["row"] for line in output.getvalue().splitlines()] == [2, 4]
 
 
@@ -503,3 +505,14 @@ async def test_rows_waiting_in_the_limiter_have_no_sending_record(tmp_path: Path
             f"row-{i}" for i in in_flight
         }
         assert max(rerun.values()) == 1
+
+
+def test_unnamed_trailing_columns_from_excel_are_not_unknown(tmp_path: Path) -> None:
+    from close_async._preflight import PreflightError, check_input
+
+    path = tmp_path / "excel.csv"
+    path.write_text(f"lead_id,note,,\n{LEAD},a,,\n{LEAD},b,,\n")
+    assert check_input(path) == 2
+    path.write_text(f"lead_id,nots,,\n{LEAD},a,,\n")
+    with pytest.raises(PreflightError, match="'nots': did you mean 'note'"):
+        check_input(path)

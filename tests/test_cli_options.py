@@ -237,6 +237,54 @@ def test_dash_reads_csv_or_jsonl_from_stdin(tmp_path: Path) -> None:
         assert sorted(fake.created_notes()) == ["csv-1", "csv-2", "csv-3", "jsonl-0", "jsonl-1"]
 
 
+def test_a_named_pipe_is_read_once_and_every_row_is_created(tmp_path: Path) -> None:
+    """A FIFO (or ``<(cmd)``) can be read only once; the import reads its input twice."""
+    text = write_csv(tmp_path / "src.csv", csv_rows(40, tag="fifo")).read_text(encoding="utf-8")
+    fifo = tmp_path / "deals.csv"
+    os.mkfifo(fifo)
+    with server_thread() as fake:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOSE_")}
+        environ["CLOSE_API_KEY"] = "api_shell"
+        command = [sys.executable, "-m", "close_async", "import", str(fifo)]
+        with subprocess.Popen(
+            [*command, "--base-url", fake.base_url], env=environ, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ) as proc:  # fmt: skip
+            with fifo.open("w", encoding="utf-8") as writer:  # blocks until the command opens it
+                writer.write(text)
+            try:
+                _, err = proc.communicate(timeout=30)
+            finally:  # before the fix the command waited forever to open the pipe again
+                proc.kill()
+        assert proc.returncode == 0, err
+        notes = sorted(fake.created_notes())
+    assert notes == sorted(f"fifo-{i}" for i in range(1, 41))
+
+
+def test_dash_with_standard_input_closed_is_a_usage_error() -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CLOSE_")}
+    command = [sys.executable, "-m", "close_async", "import", "-", "--dry-run"]
+    result = subprocess.run(
+        command, env=environ, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=60, preexec_fn=lambda: os.close(0),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "standard input is closed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_progress_counts_csv_records_not_lines(tmp_path: Path) -> None:
+    """A quoted cell with a newline (Excel notes) is one row, not two."""
+    rows = [{"lead_id": LEAD, "note": f"first line {i}\nsecond line"} for i in range(30)]
+    path = write_csv(tmp_path / "multiline.csv", rows)
+    with server_thread() as fake:
+        result = run(["import", str(path), "--json", "--base-url", fake.base_url])
+        assert fake.call(lambda s: len(s.created)) == 30
+    assert result.returncode == 0, result.stderr
+    assert msgspec.json.decode(result.stdout)["created"] == 30
+    assert "progress: 30/30 rows" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "content", "what"),
     [

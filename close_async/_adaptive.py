@@ -1,0 +1,104 @@
+"""A rate learned from the server's 429s, for when its headers are missing, stale or wrong.
+
+``LearnedRate`` is a token bucket whose rate nobody told us. It starts unset (no limit: the
+headers, if any, pace on their own) and is set by the first 429 it counts as evidence:
+
+- An *epoch* runs from the first send (or the end of the last pause) to the end of the pause a
+  429 asks for. The server's accepted rate over the epoch is the number of successes answered
+  in it over its length, the pause included: that is what the server really let through.
+- A 429 is evidence only for requests sent inside the current epoch: the rest of a burst that
+  was already in flight when the first 429 came back says nothing new.
+- On evidence the rate becomes ``BACKOFF`` times the epoch's accepted rate (never more than the
+  rate it replaces), and a new epoch starts when the pause ends.
+- Between 429s the rate grows, CUBIC-style: by ``REGROWTH`` of itself per second while under
+  ``BACKOFF`` of the last good measurement (one bad epoch, a 429 with no success before it,
+  must not leave us crawling), then by ``GROWTH`` per second (so a limit that was raised is
+  found again), up to twice the measurement.
+- Tokens accrue at the rate up to ``BURST_SECONDS`` worth (at least one): after a pause the
+  backlog leaves at the learned rate, not all at once.
+
+Only ``loop.time()`` is read, so tests drive it with a patched loop clock.
+"""
+
+from __future__ import annotations
+
+# The learned rate is this share of what the server accepted: a fixed window paced at exactly
+# its rate still meets a 429 whenever latency jitter lands one extra request in a window.
+BACKOFF = 0.95
+# Additive increase, per second of 429-free sending, as a share of the learned rate. At 1%/s a
+# rate learned 5% low is back at the limit after ~5 s; a 429 then costs one pause, not a burst.
+GROWTH = 0.01
+# Tokens saved at most, in seconds of the rate: 20 ms keeps wake-ups to ~50 per second without
+# letting more than 2% of a one-second window's worth out at once.
+BURST_SECONDS = 0.02
+# Regrowth per second while under the last good measurement: from a tenth back in ~5 s.
+REGROWTH = 0.5
+# A rate is never learned lower than this (requests per second): progress, however slow.
+MIN_RATE = 0.1
+
+
+class LearnedRate:
+    """The admitted rate of one endpoint group, learned from 429s (unset until the first)."""
+
+    def __init__(self) -> None:
+        self.rate: float | None = None  # requests per second; None: nothing learned yet
+        self._best = 0.0  # the last good measurement of the accepted rate
+        self._tokens = 0.0
+        self._stamp = 0.0  # when _tokens and rate were last brought up to date
+        self._epoch: float | None = None  # start of the current epoch
+        self._ok = 0  # successes answered in the current epoch
+
+    def __repr__(self) -> str:
+        rate = "unset" if self.rate is None else f"{self.rate:.2f}/s"
+        return f"<LearnedRate {rate} tokens={self._tokens:.2f} ok={self._ok}>"
+
+    def sent(self, now: float) -> None:
+        """A request left: it spends a token (when a rate is set) and may open the first epoch."""
+        if self._epoch is None:
+            self._epoch = now
+        if self.rate is not None:
+            self._refill(now)
+            self._tokens -= 1.0
+
+    def succeeded(self) -> None:
+        self._ok += 1
+
+    def throttled(self, sent: float, now: float, pause: float, *, learn: bool = True) -> bool:
+        """A 429 for a request sent at ``sent``, asking for ``pause``; True if it was evidence.
+
+        With ``learn=False`` it only closes the epoch, so the next piece of evidence measures
+        from the end of this pause."""
+        epoch = self._epoch if self._epoch is not None else sent
+        if sent < epoch:
+            return False  # sent before the last pause ended: the burst we already learned from
+        end = now + pause
+        if not learn:
+            self._epoch, self._ok = end, 0
+            return True
+        accepted = max(self._ok, 1) / max(end - epoch, 1e-3)
+        self._best = max(accepted, 0.5 * self._best)  # a limit may have been lowered: decay
+        self._refill(now)
+        learned = max(MIN_RATE, BACKOFF * accepted)
+        self.rate = learned if self.rate is None else min(self.rate, learned)
+        self._tokens = 1.0  # the pause spends what was saved: one may go when it ends
+        self._stamp = max(self._stamp, end)  # nothing accrues during the pause
+        self._epoch, self._ok = end, 0
+        return True
+
+    def ready_at(self, now: float) -> float:
+        """When the next request may leave (``now`` if it may leave now)."""
+        if self.rate is None:
+            return now
+        self._refill(now)
+        if self._tokens >= 1.0:
+            return now
+        return max(now, self._stamp) + (1.0 - self._tokens) / self.rate
+
+    def _refill(self, now: float) -> None:
+        if self.rate is None or now <= self._stamp:
+            return
+        elapsed = now - self._stamp
+        self._stamp = now
+        self._tokens = min(self._tokens + elapsed * self.rate, max(1.0, BURST_SECONDS * self.rate))
+        growth = REGROWTH if self.rate < BACKOFF * self._best else GROWTH
+        self.rate = min(self.rate * (1.0 + growth * elapsed), max(2.0 * self._best, MIN_RATE))

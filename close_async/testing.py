@@ -176,6 +176,14 @@ class FakeCloseServer:
         return None if self._limiter is None else self._limiter.model
 
     @property
+    def started_at(self) -> float:
+        """``loop.time()`` when the rate-limit clock started: ``start()`` or the last ``reset()``.
+
+        Fixed windows are ``[started_at + k * window, started_at + (k + 1) * window)``.
+        """
+        return self._t0
+
+    @property
     def count_429(self) -> int:
         """How many requests were answered 429 (by the limiter or a scripted fault)."""
         return sum(1 for record in self.requests if record.status == 429)

@@ -213,6 +213,21 @@ async def test_whole_second_reset_and_retry_after_as_live_close_sends(
     assert denied[1]["Retry-After"] == "1"
 
 
+@pytest.mark.parametrize("dialect", ["legacy_nested", "legacy_flat"])
+async def test_whole_second_reset_in_legacy_headers_and_bodies(
+    session: aiohttp.ClientSession, dialect: str
+) -> None:
+    model = RateLimitModel(limit=1, window=60.0, dialect=dialect, reset_format="whole")
+    async with FakeCloseServer(rate_limit=model) as server:
+        ok = await post(session, server)
+        status, headers, body = await post(session, server)
+    assert ok[1]["X-Rate-Limit-Reset"] == "60"
+    assert (status, headers["X-Rate-Limit-Reset"]) == (429, "60")
+    assert "Retry-After" not in headers
+    rate_reset = b'"rate_reset":60' if dialect == "legacy_nested" else b'"rate_reset":"60"'
+    assert rate_reset in body
+
+
 async def test_semicolon_separator_with_decimal_reset(session: aiohttp.ClientSession) -> None:
     model = RateLimitModel(limit=2, window=60.0, dialect="semicolon")
     async with FakeCloseServer(rate_limit=model) as server:
@@ -288,7 +303,9 @@ async def test_reset_restarts_the_schedule(session: aiohttp.ClientSession) -> No
     async with FakeCloseServer(rate_limit=model) as server:
         await asyncio.sleep(0.06)  # past the change: the limit is 1 now
         assert (await post(session, server))[1]["RateLimit"].startswith("limit=1, ")
+        started = server.started_at
         server.reset()
+        assert server.started_at > started
         status, headers, _ = await post(session, server)
     assert status == 200
     assert headers["RateLimit"].startswith("limit=5, remaining=4, ")

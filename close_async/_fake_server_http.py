@@ -104,7 +104,7 @@ def too_many_requests(
     retry_after: bool = False,
 ) -> web.Response:
     """The 429 answer of ``dialect`` (``reset``: seconds until a request may pass again)."""
-    wait = {"Retry-After": str(max(1, math.ceil(reset)))}
+    wait = {"Retry-After": str(max(1, math.ceil(reset)) if reset > 0 else 0)}
     if dialect == "html":
         return web.Response(status=429, text=_HTML_429, content_type="text/html", headers=wait)
     headers = rate_limit_headers(dialect, limit, remaining, reset, whole=whole)

@@ -21,7 +21,8 @@ Algorithms (``ALGORITHMS``), each admitting at most ``limit`` requests per ``win
 
 ``hidden_limit`` enforces a stricter limit than the one announced: headers show ``limit``
 and ``remaining = limit - used``, so the hidden 429s arrive while ``remaining > 0`` (Close's
-docs warn of such limits). ``schedule`` changes ``limit`` mid-run: ``((at, limit), ...)``
+docs warn of such limits). ``announced_reset`` makes every ``reset`` lie (``0`` while still
+limited, or a wait of days). ``schedule`` changes ``limit`` mid-run: ``((at, limit), ...)``
 means ``limit`` from ``at`` seconds after the start on. ``scope="organization"`` makes every
 API key share one state (Close's organisation-wide limit), ``"key"`` gives each key its own.
 """
@@ -79,6 +80,10 @@ class RateLimitModel:
     """``((at, limit), ...)``: the limit changes to ``limit`` at ``at`` seconds after start."""
     scope: Literal["key", "organization"] = "key"
     """``key``: one state per API key; ``organization``: every key shares one state."""
+    announced_reset: float | None = None
+    """Every ``reset`` and ``Retry-After`` says this many seconds, whatever the real wait:
+    ``0`` for 429s that say "now" while still limited, ``100000`` for a wait longer than any
+    ``max_retry_wait``. The real limit is still enforced."""
 
     def __post_init__(self) -> None:
         limits = [self.limit, *(limit for _, limit in self.schedule)]
@@ -96,6 +101,8 @@ class RateLimitModel:
             raise ValueError(f"reset_format must be decimal or whole, not {self.reset_format!r}")
         if self.scope not in ("key", "organization"):
             raise ValueError(f"scope must be key or organization, not {self.scope!r}")
+        if self.announced_reset is not None and self.announced_reset < 0:
+            raise ValueError("announced_reset must be >= 0")
         if any(at < 0 for at, _ in self.schedule):
             raise ValueError("schedule times must be >= 0")
 
@@ -221,6 +228,8 @@ class Limiter:
             reset = used / rate if admitted else (used + 1 - enforced) / rate
         limit = model.limit_at(now)
         remaining = max(0, math.floor(limit - used + 1e-9))
+        if model.announced_reset is not None:
+            reset = model.announced_reset
         return Verdict(admitted, limit, remaining, max(0.0, reset))
 
     def _used(self, state: _State, now: float, enforced: int) -> float:

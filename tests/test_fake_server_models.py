@@ -153,6 +153,7 @@ def test_no_model_admits_more_than_its_limit_allows(
         pytest.param({"dialect": "klingon"}, "dialect", id="dialect"),
         pytest.param({"reset_format": "hex"}, "reset_format", id="reset_format"),
         pytest.param({"scope": "planet"}, "scope", id="scope"),
+        pytest.param({"announced_reset": -1.0}, "announced_reset", id="announced_reset"),
     ],
 )
 def test_model_rejects_bad_options(options: dict[str, Any], match: str) -> None:
@@ -226,6 +227,24 @@ async def test_whole_second_reset_in_legacy_headers_and_bodies(
     assert "Retry-After" not in headers
     rate_reset = b'"rate_reset":60' if dialect == "legacy_nested" else b'"rate_reset":"60"'
     assert rate_reset in body
+
+
+@pytest.mark.parametrize(
+    ("announced", "header", "retry_after"), [(0.0, "0", "0"), (1e5, "100000", "100000")]
+)
+async def test_announced_reset_lies_while_the_real_limit_holds(
+    session: aiohttp.ClientSession, announced: float, header: str, retry_after: str
+) -> None:
+    model = RateLimitModel(
+        limit=1, window=60.0, reset_format="whole", retry_after=True, announced_reset=announced
+    )
+    async with FakeCloseServer(rate_limit=model) as server:
+        ok = await post(session, server)
+        denied = [await post(session, server) for _ in range(2)]
+    assert ok[1]["RateLimit"] == f"limit=1, remaining=0, reset={header}"
+    assert [status for status, _, _ in denied] == [429, 429]  # still limited
+    assert denied[0][1]["RateLimit"] == f"limit=1, remaining=0, reset={header}"
+    assert denied[0][1]["Retry-After"] == retry_after
 
 
 async def test_semicolon_separator_with_decimal_reset(session: aiohttp.ClientSession) -> None:

@@ -267,7 +267,7 @@ def run_model(host: ServerThread, name: str, window: float, args: argparse.Names
     return results
 
 
-def row(r: Result) -> tuple[str, ...]:
+def table_row(r: Result) -> tuple[str, ...]:
     errors = ", ".join(f"{k}: {v}" for k, v in r.errors.items()) or "-"
     return (r.model, f"{r.window:g}", r.client, f"{r.ok}/{r.n}", f"{r.elapsed:.2f}",
             f"{r.rate:.1f}", f"{r.ratio:.3f}", str(r.requests), f"{r.pct_429:.2f}", str(r.failed),
@@ -278,10 +278,29 @@ def row(r: Result) -> tuple[str, ...]:
 def print_table(results: list[Result]) -> None:
     head = ("model", "W s", "client", "ok/n", "elapsed s", "rate/s", "ratio", "reqs", "429 %",
             "failed", "dups", "lost", "errors", "close-async target")  # fmt: skip
-    rows = [row(r) for r in results]
+    rows = [table_row(r) for r in results]
     widths = [max(len(c) for c in col) for col in zip(head, *rows, strict=True)]
     for row in (head, *rows):
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def print_markdown(results: list[Result]) -> None:
+    """One row per model and window, the clients side by side (docs/benchmarks.md)."""
+    clients = list(dict.fromkeys(r.client for r in results))
+    cells = " | ".join(f"{c} ratio | 429 % | failed / dups / lost" for c in clients)
+    print(f"| model | W s | {cells} | close-async target |")
+    print("|---|--:|" + "--:|--:|--:|" * len(clients) + "---|")
+    by_run: dict[tuple[str, float], dict[str, Result]] = collections.defaultdict(dict)
+    for r in results:
+        by_run[r.model, r.window][r.client] = r
+    for (model, window), run in by_run.items():
+        parts = [
+            f"{run[c].ratio:.3f} | {run[c].pct_429:.1f} | "
+            f"{run[c].failed} / {run[c].duplicates} / {run[c].lost}"
+            for c in clients
+        ]
+        mine = run.get("close-async")
+        print(f"| {model} | {window:g} | {' | '.join(parts)} | {mine.target if mine else ''} |")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -295,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--faults", type=parse_faults, default=[], help="e.g. drop:3,504:3")
     parser.add_argument("--quick", action="store_true", help="CI smoke: n=40, W=0.1, 3 models")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON here")
+    parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.windows = 40, "0.1"
@@ -325,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         host.close()
     print("\nall runs:")
     print_table(results)
+    if args.markdown:
+        print()
+        print_markdown(results)
     if args.json:
         params = {k: v for k, v in vars(args).items() if k != "json"}
         report = {

@@ -94,7 +94,7 @@ class ServerThread:
 
 
 async def reset(server: FakeCloseServer) -> None:
-    server.reset()  # needs the server's running loop: it restarts the rate-limit clock
+    server.reset()  # in the server's loop, between two of its requests
 
 
 def parse_faults(text: str | None) -> list[str]:

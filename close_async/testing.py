@@ -161,6 +161,7 @@ class FakeCloseServer:
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
         self._t0 = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._base_url: str | None = None
 
     @property
@@ -207,8 +208,8 @@ class FakeCloseServer:
         self._faults.clear()
         if self._limiter is not None:
             self._limiter.clear()
-        if self._runner is not None:
-            self._t0 = asyncio.get_running_loop().time()
+        if self._loop is not None:  # from any thread: loop.time() is only a clock read
+            self._t0 = self._loop.time()
 
     async def start(self) -> None:
         """Bind 127.0.0.1 (a random free port unless ``port`` was given) and serve."""
@@ -226,7 +227,8 @@ class FakeCloseServer:
             raise
         self._runner = runner
         self._closing = asyncio.Event()
-        self._t0 = asyncio.get_running_loop().time()
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
         self._base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/"
 
     async def close(self) -> None:
@@ -245,6 +247,7 @@ class FakeCloseServer:
         if leftovers:  # pragma: no cover
             await asyncio.wait(leftovers)
         self._base_url = None
+        self._loop = None
 
     async def __aenter__(self) -> FakeCloseServer:
         await self.start()

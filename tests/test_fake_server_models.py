@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -315,6 +316,23 @@ async def test_two_keys_share_one_organisation_limit(session: aiohttp.ClientSess
     assert (a[0], b[0], denied[0]) == (200, 200, 429)
     assert b[1]["RateLimit"] == "limit=2, remaining=0, reset=1"
     assert {r.api_key for r in server.requests} == {"key-a", "key-b"}
+
+
+def test_reset_from_another_thread_restarts_the_clock() -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = FakeCloseServer(rate_limit=1)
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result()
+        started = server.started_at
+        server.reset()  # like the CLI tests: the server's loop runs in its own thread
+        assert server.started_at > started
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
 
 
 async def test_reset_restarts_the_schedule(session: aiohttp.ClientSession) -> None:

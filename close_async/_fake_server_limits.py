@@ -105,11 +105,13 @@ class RateLimitModel:
             raise ValueError("announced_reset must be >= 0")
         if any(at < 0 for at, _ in self.schedule):
             raise ValueError("schedule times must be >= 0")
+        # frozen: normalise a list of changes to a tuple in time order once, here
+        object.__setattr__(self, "schedule", tuple(sorted(tuple(c) for c in self.schedule)))
 
     def limit_at(self, elapsed: float) -> int:
         """The announced limit ``elapsed`` seconds after the start (``schedule`` applied)."""
         limit = self.limit
-        for at, new in sorted(self.schedule):
+        for at, new in self.schedule:
             if elapsed >= at:
                 limit = new
         return limit

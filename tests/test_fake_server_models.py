@@ -93,7 +93,8 @@ def test_hidden_limit_answers_429_while_remaining_is_positive() -> None:
 
 
 def test_schedule_changes_the_announced_and_enforced_limit_mid_run() -> None:
-    model = RateLimitModel(limit=3, window=1.0, schedule=((2.0, 1), (4.0, 2)))
+    model = RateLimitModel(limit=3, window=1.0, schedule=[(4.0, 2), (2.0, 1)])  # type: ignore[arg-type]
+    assert model.schedule == ((2.0, 1), (4.0, 2))
     assert [model.limit_at(t) for t in (0.0, 1.9, 2.0, 3.9, 4.0, 9.0)] == [3, 3, 1, 1, 2, 2]
     limiter = Limiter(model)
     assert [limiter.check("k", 0.5).admitted for _ in range(4)] == [True] * 3 + [False]

@@ -25,9 +25,9 @@ from __future__ import annotations
 # The learned rate is this share of what the server accepted: a fixed window paced at exactly
 # its rate still meets a 429 whenever latency jitter lands one extra request in a window.
 BACKOFF = 0.95
-# Additive increase, per second of 429-free sending, as a share of the learned rate. At 1%/s a
-# rate learned 5% low is back at the limit after ~5 s; a 429 then costs one pause, not a burst.
-GROWTH = 0.01
+# Increase per second of 429-free sending, as a share of the learned rate. At 2%/s a rate
+# learned 5% low is back at the limit after ~2.5 s; a 429 then costs one pause, not a burst.
+GROWTH = 0.02
 # Tokens saved at most, in seconds of the rate: 20 ms keeps wake-ups to ~50 per second without
 # letting more than 2% of a one-second window's worth out at once.
 BURST_SECONDS = 0.02
@@ -75,7 +75,9 @@ class LearnedRate:
         if not learn:
             self._epoch, self._ok = end, 0
             return True
-        accepted = max(self._ok, 1) / max(end - epoch, 1e-3)
+        # A whole-second pause (Retry-After: 1) is rounded up by half a second on average.
+        rounding = 0.5 if pause >= 1.0 and pause.is_integer() else 0.0
+        accepted = max(self._ok, 1) / max(end - rounding - epoch, 1e-3)
         self._best = max(accepted, 0.5 * self._best)  # a limit may have been lowered: decay
         self._refill(now)
         learned = max(MIN_RATE, BACKOFF * accepted)

@@ -83,6 +83,7 @@ class Window:
         self._passed: tuple[float, float] | None = None  # bounds of the window we rolled past
         self.paused_until = 0.0
         self.unpaced = False  # the server sends no rate-limit headers
+        self.refills = True  # a roll restores the whole limit (a fixed window), until shown not
         self._window_len = 0.0  # longest reset seen: the window's length, at least
         self._window_max: float | None = None  # shortest gap between two ends: its length, at most
         self._in_flight: list[int] = []  # send sequence numbers, ascending
@@ -143,7 +144,7 @@ class Window:
         self._discard(ticket)
         if info is not None and info.remaining is not None and info.reset is not None:
             self._learn(ticket, info, sent, now)
-        elif status is not None and 200 <= status < 300 and self.limit is None:
+        elif status is not None and 200 <= status < 300 and self.limit is None and not self.unpaced:
             self.unpaced = True
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
         if status is not None and 200 <= status < 300:
@@ -203,8 +204,15 @@ class Window:
             passed_lo, passed_hi = self._passed
             if hi < passed_lo + self._window_len:
                 return  # ends before the window after the passed one can: a late report from it
+            if lo > passed_hi and self.refills and estimate < (self.available + 1) // 2:
+                # The new window has far less room than a refill: not a fixed window (sliding,
+                # a token bucket). From now on a roll lets one request go, whose report says more.
+                self.refills = False
+                logger.debug("%s: rolls do not refill the window; trusting reports", self.group)
             self.available = min(self.available, estimate)
             if lo > passed_hi:  # certainly the new window: now we know when it ends
+                if not self.refills:
+                    self.available = estimate
                 if whole and now < passed_lo + self._whole_len:
                     # The one after the passed window, which ended by passed_hi (we rolled no
                     # earlier): it ends by passed_hi + its length, whatever this report's rounding.
@@ -235,7 +243,7 @@ class Window:
         if self.limit is None:  # cold start: one probe at a time, unless it seems stuck
             return not self._in_flight or now >= self._probe_at + PROBE_PATIENCE
         if self.reset_at is not None and now >= self.reset_at:
-            self.available = self.limit - len(self._in_flight)
+            self.available = (self.limit if self.refills else 1) - len(self._in_flight)
             self._passed = (self._end_lo or self.reset_at, self.reset_at)
             self.reset_at = self._end_lo = None
         elif self.reset_at is None and not self._in_flight and self.available <= 0:
@@ -284,8 +292,10 @@ class Window:
             when: float | None = self.paused_until
         elif self.limit is None and not self.unpaced:
             when = self._probe_at + PROBE_PATIENCE if self._in_flight else None
-        elif self.learned.ready_at(now) > now and (self.unpaced or self.available > 0):
-            when = self.learned.ready_at(now)  # room in the window, but not yet a token
+        elif self.learned.rate is not None and (self.unpaced or self.available > 0):
+            # Room in the window, but no token yet: maybe one by now, the clock having moved
+            # since _can_send looked (then call_soon; arming nothing would strand the queue).
+            when = self.learned.ready_at(now)
         else:
             when = self.reset_at
         if when is None:

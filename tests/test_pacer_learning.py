@@ -46,9 +46,10 @@ async def unpaced_burst(w: Window, clock: FakeClock, ok: int, limited: int) -> N
 async def test_a_burst_of_429s_teaches_the_rate_the_server_accepted(clock: FakeClock) -> None:
     w = Window("g")
     await unpaced_burst(w, clock, ok=200, limited=100)
-    # 200 accepted over the 1.1 s from the first send to the end of the pause it asked for;
-    # the other 99 429s of the same burst were sent before it: no new evidence.
-    assert w.learned.rate == pytest.approx(BACKOFF * 200 / 1.1)
+    # 200 accepted from the first send to the end of the pause it asked for (1.1 s), less half
+    # a second for the rounding of a whole-second Retry-After; the other 99 429s of the same
+    # burst were sent before it: no new evidence.
+    assert w.learned.rate == pytest.approx(BACKOFF * 200 / 0.6)
     assert w.paused_until == pytest.approx(T0 + 1.1)
 
 
@@ -57,7 +58,7 @@ async def test_after_the_pause_the_backlog_leaves_at_the_learned_rate(clock: Fak
     await unpaced_burst(w, clock, ok=200, limited=100)
     rate = w.learned.rate
     assert rate is not None
-    waiters = await queue_up(w, 800, clock)
+    waiters = await queue_up(w, 1500, clock)
     await clock.advance(1.0 - 1e-9)
     assert granted(waiters) == []  # the pause holds
     await clock.advance(1e-9)
@@ -65,8 +66,8 @@ async def test_after_the_pause_the_backlog_leaves_at_the_learned_rate(clock: Fak
     for second in range(1, 4):
         await clock.advance(1.0)
         sent = len(granted(waiters))
-        # The rate grows by at most 1%/s; a token or two of rounding at the edges.
-        assert sent <= rate * 1.01**second * second + 2, (second, sent)
+        # The rate grows by at most 2%/s; a token or two of rounding at the edges.
+        assert sent <= rate * 1.02**second * second + 2, (second, sent)
         assert sent >= rate * second - 2, (second, sent)
     await cancel_all(waiters)
 

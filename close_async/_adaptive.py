@@ -8,6 +8,8 @@ headers, if any, pace on their own) and is set by the first 429 it counts as evi
   in it over its length, the pause included: that is what the server really let through.
 - A 429 is evidence only for requests sent inside the current epoch: the rest of a burst that
   was already in flight when the first 429 came back says nothing new.
+- An epoch without a single success measures nothing (a server refusing everything for a while
+  is waited out by the pauses, not learned as a rate of zero).
 - On evidence the rate becomes ``BACKOFF`` times the epoch's accepted rate (never more than the
   rate it replaces), and a new epoch starts when the pause ends.
 - Between 429s the rate grows, CUBIC-style: by ``REGROWTH`` of itself per second while under
@@ -72,12 +74,13 @@ class LearnedRate:
         if sent < epoch:
             return False  # sent before the last pause ended: the burst we already learned from
         end = now + pause
-        if not learn:
+        if not learn or self._ok == 0:  # an epoch without a success measures nothing
             self._epoch, self._ok = end, 0
+            self._stamp = max(self._stamp, end) if self.rate is not None else self._stamp
             return True
         # A whole-second pause (Retry-After: 1) is rounded up by half a second on average.
         rounding = 0.5 if pause >= 1.0 and pause.is_integer() else 0.0
-        accepted = max(self._ok, 1) / max(end - rounding - epoch, 1e-3)
+        accepted = self._ok / max(end - rounding - epoch, 1e-3)
         self._best = max(accepted, 0.5 * self._best)  # a limit may have been lowered: decay
         self._refill(now)
         learned = max(MIN_RATE, BACKOFF * accepted)

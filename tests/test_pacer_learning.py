@@ -93,9 +93,26 @@ async def test_a_lone_429_with_good_headers_teaches_nothing_but_a_second_does(
     w.release(a, report(0, 1.0, limit=100), status=429, pause=None)  # another program, say
     assert w.learned.rate is None
     await clock.advance(1.0 + _MARGIN)
-    b = await w.acquire()
-    w.release(b, report(0, 1.0, limit=100), status=429, pause=None)
+    ok, b = await w.acquire(), await w.acquire()
+    w.release(ok, report(98, 1.0, limit=100), status=200, pause=None)
+    w.release(b, report(0, 0.75, limit=100), status=429, pause=None)
+    # 1 success in the epoch from a's pause end to b's: 0.002 s of sending, a 0.75 s pause.
+    assert w.learned.rate == pytest.approx(BACKOFF * 1 / (0.75 + _MARGIN))
+
+
+async def test_an_epoch_without_a_success_teaches_nothing(clock: FakeClock) -> None:
+    # A server refusing everything for a while (saying reset=0, say) is waited out by the
+    # pauses; learning "0 per second" from it would leave the client crawling afterwards.
+    w = Window("g")
+    await unpaced_burst(w, clock, ok=50, limited=1)
+    rate = w.learned.rate
+    for _ in range(5):
+        await clock.advance(5.0)
+        ticket = await w.acquire()
+        w.release(ticket, None, status=429, pause=1.0)
     assert w.learned.rate is not None
+    assert rate is not None
+    assert w.learned.rate >= rate
 
 
 async def test_429s_sent_before_the_last_pause_teach_nothing_new(clock: FakeClock) -> None:
@@ -245,7 +262,7 @@ events = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(first_ok=st.integers(min_value=0, max_value=500), steps=events)
+@given(first_ok=st.integers(min_value=1, max_value=500), steps=events)
 def test_once_taught_a_rate_the_bucket_never_releases_more(
     first_ok: int, steps: list[tuple[float, str, float]]
 ) -> None:

@@ -158,6 +158,14 @@ class Window:
                     floor = ZERO_WAIT_FLOOR * 2 ** (self._zero_waits - 1)
                     wait = max(wait, min(floor, _ZERO_WAIT_CAP))
                 self._zero_waits += 1
+            end = self.reset_at
+            if (
+                info
+                and info.whole_seconds
+                and end is not None
+                and now + wait - 1 <= end < now + wait
+            ):
+                wait = end - now  # a rounded-up reset: the reports knew this window's end closer
             # With good headers a lone 429 (another program on the key, say) is only paused
             # for; a second one, or any 429 the headers did not foresee, teaches a rate.
             surprise = self.unpaced or self._strikes > 0 or bool(info and info.remaining)

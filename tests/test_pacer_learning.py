@@ -230,6 +230,22 @@ async def test_an_integral_reset_may_be_rounded_up_so_the_end_may_come_a_second_
     assert w._end_lo == pytest.approx(T0)  # but the window may end any moment from now
 
 
+async def test_a_whole_second_429_pauses_to_the_window_end_the_reports_knew_closer(
+    clock: FakeClock,
+) -> None:
+    # Close's hidden limits answer "429, remaining=150, reset=1" (plus Retry-After: 1) half way
+    # through a window whose end the reports already pinned: pausing the full second rounded
+    # up would lose half the next window.
+    w = Window("g")
+    probe = await w.acquire()
+    await clock.advance(0.01)
+    w.release(probe, whole(9, 1), status=200, pause=None)  # the end: by T0 + 1.01 + margin
+    await clock.advance(0.49)
+    a = await w.acquire()
+    w.release(a, whole(5, 1), status=429, pause=1.0)
+    assert w.paused_until == pytest.approx(T0 + 1.01 + _MARGIN)  # before: T0 + 1.5
+
+
 @pytest.mark.parametrize("seed", range(3), ids=lambda s: f"seed={s}")
 @pytest.mark.parametrize("rtt", [0.01, 0.1, 0.2], ids=lambda r: f"rtt={r:g}s")
 async def test_whole_second_resets_meet_no_429s_and_use_the_window(

@@ -1,4 +1,4 @@
-"""A rate learned from the server's 429s, for when its headers are missing, stale or wrong.
+"""What a group's 429s teach the pacer, for when the headers are missing, stale or wrong.
 
 ``LearnedRate`` is a token bucket whose rate nobody told us. It starts unset (no limit: the
 headers, if any, pace on their own) and is set by the first 429 it counts as evidence:
@@ -19,10 +19,20 @@ headers, if any, pace on their own) and is set by the first 429 it counts as evi
 - Tokens accrue at the rate up to ``BURST_SECONDS`` worth (at least one): after a pause the
   backlog leaves at the learned rate, not all at once.
 
+``refused`` also keeps the 429s that ask for (almost) nothing from turning into a burst: the
+first is taken at its word, the next ones in a row wait ``ZERO_WAIT_FLOOR`` doubling (up to
+1 s) until a success. ``too_long`` is the error for a wait over the client's ``max_retry_wait``.
+
 Only ``loop.time()`` is read, so tests drive it with a patched loop clock.
 """
 
 from __future__ import annotations
+
+import logging
+
+from ._exceptions import RateLimitError
+
+logger = logging.getLogger("close_async")
 
 # The learned rate is this share of what the server accepted: a fixed window paced at exactly
 # its rate still meets a 429 whenever latency jitter lands one extra request in a window.
@@ -35,6 +45,9 @@ GROWTH = 0.02
 BURST_SECONDS = 0.02
 # Regrowth per second while under the last good measurement: from a tenth back in ~5 s.
 REGROWTH = 0.5
+# The pause after the second 429 in a row that asks for (almost) nothing; doubles up to 1 s.
+ZERO_WAIT_FLOOR = 0.05
+_ZERO_WAIT_CAP = 1.0
 # A rate is never learned lower than this (requests per second): progress, however slow.
 MIN_RATE = 0.1
 
@@ -49,6 +62,8 @@ class LearnedRate:
         self._stamp = 0.0  # when _tokens and rate were last brought up to date
         self._epoch: float | None = None  # start of the current epoch
         self._ok = 0  # successes answered in the current epoch
+        self._zero_waits = 0  # 429s in a row that asked for (almost) nothing
+        self._strikes = 0  # 429s that were evidence (sent after the last pause)
 
     def __repr__(self) -> str:
         rate = "unset" if self.rate is None else f"{self.rate:.2f}/s"
@@ -64,6 +79,21 @@ class LearnedRate:
 
     def succeeded(self) -> None:
         self._ok += 1
+        self._zero_waits = 0
+
+    def refused(self, sent: float, now: float, wait: float, *, foreseen: bool) -> float:
+        """A 429 asking for ``wait``: learn from it and return the wait to pause for.
+
+        ``foreseen``: good headers may explain a lone 429 (another program on the key, say); it
+        is only paused for, and a second one teaches a rate like any 429 they did not foresee."""
+        if wait < ZERO_WAIT_FLOOR:  # "come back now": taken once, then backed off from
+            if self._zero_waits:
+                floor = ZERO_WAIT_FLOOR * 2 ** (self._zero_waits - 1)
+                wait = max(wait, min(floor, _ZERO_WAIT_CAP))
+            self._zero_waits += 1
+        if self.throttled(sent, now, wait, learn=not foreseen or self._strikes > 0):
+            self._strikes += 1
+        return wait
 
     def throttled(self, sent: float, now: float, pause: float, *, learn: bool = True) -> bool:
         """A 429 for a request sent at ``sent``, asking for ``pause``; True if it was evidence.
@@ -107,3 +137,15 @@ class LearnedRate:
         self._tokens = min(self._tokens + elapsed * self.rate, max(1.0, BURST_SECONDS * self.rate))
         growth = REGROWTH if self.rate < BACKOFF * self._best else GROWTH
         self.rate = min(self.rate * (1.0 + growth * elapsed), max(2.0 * self._best, MIN_RATE))
+
+
+def too_long(wait: float, max_wait: float) -> RateLimitError:
+    """The error for a wait of ``wait`` seconds, longer than the client will sit out."""
+    return RateLimitError(
+        f"rate limited: the server asks to wait {wait:.3f}s, longer than max_retry_wait="
+        f"{max_wait:g}s",
+        retry_after=wait,
+        status_code=429,
+        headers={},
+        body=b"",
+    )

@@ -47,8 +47,7 @@ import collections
 import logging
 import math
 
-from ._adaptive import LearnedRate
-from ._exceptions import RateLimitError
+from ._adaptive import LearnedRate, too_long
 from ._ratelimit import RateLimitInfo
 
 logger = logging.getLogger("close_async")
@@ -60,10 +59,6 @@ _UNKNOWN_PAUSE = 1.0
 PROBE_PATIENCE = 1.0
 # Resets are sent rounded (to microseconds, or less): roll this much later to stay on the safe side.
 _MARGIN = 0.002
-# The first pause after a 429 that asks for (almost) nothing; it doubles with each one in a row
-# (50 ms, 100 ms, ... up to 1 s) and resets on a success.
-ZERO_WAIT_FLOOR = 0.05
-_ZERO_WAIT_CAP = 1.0
 
 
 class Window:
@@ -73,8 +68,6 @@ class Window:
         self.group = group
         self.max_wait = max_wait
         self.learned = LearnedRate()
-        self._zero_waits = 0  # 429s in a row that asked for (almost) nothing
-        self._strikes = 0  # 429s that were evidence (sent after the last pause)
         self._whole_len = 0.0  # longest integral reset seen: a whole-second window's length
         self.limit: int | None = None
         self.available = 0
@@ -149,15 +142,9 @@ class Window:
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
         if status is not None and 200 <= status < 300:
             self.learned.succeeded()
-            self._zero_waits = 0
         if status == 429:
             wait = pause if pause is not None else info.reset if info is not None else None
             wait = _UNKNOWN_PAUSE if wait is None else wait
-            if wait < ZERO_WAIT_FLOOR:  # "come back now": taken once, then backed off from
-                if self._zero_waits:
-                    floor = ZERO_WAIT_FLOOR * 2 ** (self._zero_waits - 1)
-                    wait = max(wait, min(floor, _ZERO_WAIT_CAP))
-                self._zero_waits += 1
             end = self.reset_at
             if (
                 info
@@ -166,13 +153,9 @@ class Window:
                 and now + wait - 1 <= end < now + wait
             ):
                 wait = end - now  # a rounded-up reset: the reports knew this window's end closer
-            # With good headers a lone 429 (another program on the key, say) is only paused
-            # for; a second one, or any 429 the headers did not foresee, teaches a rate.
-            surprise = self.unpaced or self._strikes > 0 or bool(info and info.remaining)
-            if self.learned.throttled(sent, now, wait, learn=surprise):
-                self._strikes += 1
-                if surprise:
-                    logger.debug("%s: 429, learned %r", self.group, self.learned)
+            # The headers foresaw it if they are good and this is the first 429 since they were.
+            foreseen = not self.unpaced and not (info and info.remaining)
+            wait = self.learned.refused(sent, now, wait, foreseen=foreseen)
             until = now + wait
             if until > self.paused_until:
                 self.paused_until = until
@@ -322,16 +305,7 @@ class Window:
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
-                fut.set_exception(
-                    RateLimitError(
-                        f"rate limited: the server asks to wait {wait:.3f}s, longer than "
-                        f"max_retry_wait={self.max_wait:g}s",
-                        retry_after=wait,
-                        status_code=429,
-                        headers={},
-                        body=b"",
-                    )
-                )
+                fut.set_exception(too_long(wait, self.max_wait))
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -118,6 +118,7 @@ class LearnedRate:
         self._tokens = 1.0  # the pause spends what was saved: one may go when it ends
         self._stamp = max(self._stamp, end)  # nothing accrues during the pause
         self._epoch, self._ok = end, 0
+        logger.debug("a 429 taught a rate: %r", self)
         return True
 
     def ready_at(self, now: float) -> float:

@@ -314,3 +314,29 @@ def test_once_taught_a_rate_the_bucket_never_releases_more(
                 cap = max(1.0, BURST_SECONDS * rate_b)
                 assert j - i + 1 <= cap + rate_b * (b - a) + 1 + 1e-6, (i, j, a, b, rate_b)
     assert math.isfinite(bucket.rate)
+
+
+async def test_a_token_coming_due_between_two_reads_of_the_clock_does_not_strand_the_queue(
+    clock: FakeClock,
+) -> None:
+    # A real clock moves between _can_send() (no token yet) and _schedule() (a token now):
+    # before the fix _schedule then armed nothing, and the queue waited forever (seen against
+    # a server without headers). Here every read of the clock moves it by 1 ms.
+    w = Window("g")
+    await unpaced_burst(w, clock, ok=100, limited=1)
+    waiters = await queue_up(w, 60, clock)
+    real_time = clock.loop.time
+
+    def ticking() -> float:
+        clock.now += 0.001
+        return real_time()
+
+    setattr(clock.loop, "time", ticking)  # noqa: B010
+    try:
+        for _ in range(100):
+            await clock.advance(0.1)
+            if all(t.done() for t in waiters):
+                break
+    finally:
+        setattr(clock.loop, "time", real_time)  # noqa: B010
+    assert all(t.done() for t in waiters), w

@@ -13,6 +13,8 @@ from base64 import b64decode
 import msgspec
 from aiohttp import web
 
+from close_async._fake_server_limits import RateLimitModel, Verdict
+
 DIALECTS = ("modern", "semicolon", "legacy_nested", "legacy_flat", "html", "none")
 FAULTS = (
     "500",
@@ -68,32 +70,53 @@ def json_response(status: int, body: bytes, headers: dict[str, str]) -> web.Resp
     return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
 
 
-def rate_limit_headers(dialect: str, limit: int, remaining: int, reset: float) -> dict[str, str]:
+def _seconds(reset: float, whole: bool) -> str:
+    """``reset`` as the headers show it: ``0.734000``, or rounded up to ``1`` when ``whole``."""
+    return str(math.ceil(reset)) if whole else f"{reset:.6f}"
+
+
+def rate_limit_headers(
+    dialect: str, limit: int, remaining: int, reset: float, *, whole: bool = False
+) -> dict[str, str]:
     """The rate-limit headers a non-429 answer carries in ``dialect``."""
+    seconds = _seconds(reset, whole)
     if dialect in ("modern", "html"):
-        return {"RateLimit": f"limit={limit}, remaining={remaining}, reset={reset:.6f}"}
+        return {"RateLimit": f"limit={limit}, remaining={remaining}, reset={seconds}"}
     if dialect == "semicolon":
-        return {"RateLimit": f"limit={limit}; remaining={remaining}; reset={reset:.6f}"}
+        return {"RateLimit": f"limit={limit}; remaining={remaining}; reset={seconds}"}
     if dialect == "none":
         return {}
     return {
         "X-Rate-Limit-Limit": str(limit),
         "X-Rate-Limit-Remaining": str(remaining),
-        "X-Rate-Limit-Reset": f"{reset:.6f}",
+        "X-Rate-Limit-Reset": seconds,
     }
 
 
-def too_many_requests(dialect: str, limit: int, window: float, reset: float) -> web.Response:
-    """The 429 answer of ``dialect`` (``reset``: seconds until the window ends)."""
+def too_many_requests(
+    dialect: str,
+    limit: int,
+    window: float,
+    reset: float,
+    *,
+    remaining: int = 0,
+    whole: bool = False,
+    retry_after: bool = False,
+) -> web.Response:
+    """The 429 answer of ``dialect`` (``reset``: seconds until a request may pass again)."""
+    wait = {"Retry-After": str(max(1, math.ceil(reset)) if reset > 0 else 0)}
     if dialect == "html":
-        headers = {"Retry-After": str(max(1, math.ceil(reset)))}
-        return web.Response(status=429, text=_HTML_429, content_type="text/html", headers=headers)
+        return web.Response(status=429, text=_HTML_429, content_type="text/html", headers=wait)
+    headers = rate_limit_headers(dialect, limit, remaining, reset, whole=whole)
+    if retry_after:
+        headers.update(wait)
     if dialect == "none":
-        return web.Response(status=429)
+        return web.Response(status=429, headers=headers)
     rate_window = int(window) if window == int(window) else window
+    rate_reset: float | str = math.ceil(reset) if whole else round(reset, 6)
     if dialect == "legacy_nested":
         message = f"API call count exceeded for this {rate_window} second window"
-        error = {"rate_reset": round(reset, 6), "message": message}
+        error = {"rate_reset": rate_reset, "message": message}
         body = encode({"error": {**error, "rate_limit": limit, "rate_window": rate_window}})
     elif dialect == "legacy_flat":
         body = encode(
@@ -102,13 +125,36 @@ def too_many_requests(dialect: str, limit: int, window: float, reset: float) -> 
                 "rate_endpoint_group": "ab60a2938ea23638a0c6f32222cadc8e",
                 "rate_limit": limit,
                 "rate_limit_type": "key",
-                "rate_reset": f"{reset:.6f}",
+                "rate_reset": _seconds(reset, whole),
                 "rate_window": rate_window,
             }
         )
     else:
         body = _MODERN_429
-    return json_response(429, body, rate_limit_headers(dialect, limit, 0, reset))
+    return json_response(429, body, headers)
+
+
+def model_headers(model: RateLimitModel | None, verdict: Verdict) -> dict[str, str]:
+    """The rate-limit headers of a non-429 answer under ``model`` (None: unlimited)."""
+    if model is None or not model.success_headers:
+        return {}
+    whole = model.reset_format == "whole"
+    _, limit, remaining, reset = verdict
+    return rate_limit_headers(model.dialect, limit, remaining, reset, whole=whole)
+
+
+def model_429(model: RateLimitModel | None, verdict: Verdict) -> web.Response:
+    """The 429 of ``model`` for ``verdict`` (``remaining > 0`` there means a hidden limit)."""
+    assert model is not None
+    return too_many_requests(
+        model.dialect,
+        verdict.limit,
+        model.window,
+        verdict.reset,
+        remaining=verdict.remaining,
+        whole=model.reset_format == "whole",
+        retry_after=model.retry_after,
+    )
 
 
 def server_fault(fault: str, headers: dict[str, str]) -> web.Response:

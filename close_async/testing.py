@@ -22,12 +22,17 @@ Behaviour notes:
 
 * ``lead_id="lead_missing"`` (``LEAD_MISSING``) answers Close's real 400 shape
   ``{"errors": [], "field-errors": {"lead": "Object does not exist."}}``.
-* Windows are fixed, per API key/token, aligned to the server start: window index is
-  ``floor((loop.time() - t0) / window)``. Requests answered 429 by the limiter do **not**
-  consume the window (like Close). Every authenticated request that passes the limiter
-  consumes one slot, whatever its outcome (200, 400, scripted fault). 401 answers show the
-  presented key's state without consuming it. ``rate_limit=None`` means unlimited and no
-  rate-limit headers at all.
+* Rate limits: ``rate_limit=L, window=W, dialect=D`` limits each API key/token to ``L``
+  requests per fixed window aligned to the server start (window index
+  ``floor((loop.time() - t0) / W)``). ``rate_limit=RateLimitModel(...)`` picks any other
+  model Close has shown: whole-second ``reset``, ``Retry-After`` on 429s, headers only on
+  429s, a hidden stricter limit (429 while ``remaining > 0``), sliding window, token bucket,
+  a limit that changes mid-run, one organisation limit shared by every key; see
+  ``RateLimitModel`` and its ``preset(name, limit=..., window=...)`` (``PRESETS``).
+  Requests answered 429 by the limiter do **not** consume anything (like Close). Every
+  authenticated request that passes the limiter consumes one slot, whatever its outcome
+  (200, 400, scripted fault). 401 answers show the presented key's state without consuming
+  it. ``rate_limit=None`` means unlimited and no rate-limit headers at all.
 * Dialects (``DIALECTS``): ``modern`` (``RateLimit: limit=L, remaining=R, reset=S``),
   ``semicolon`` (same with ``;``), ``legacy_nested`` / ``legacy_flat`` (``X-Rate-Limit-*``
   headers, Close's two historical 429 JSON bodies), ``html`` (ingress-style HTML 429 with
@@ -69,9 +74,17 @@ from close_async._fake_server_http import (
     decode,
     encode,
     json_response,
-    rate_limit_headers,
+    model_429,
+    model_headers,
     server_fault,
     too_many_requests,
+)
+from close_async._fake_server_limits import (
+    ALGORITHMS,
+    PRESETS,
+    Limiter,
+    RateLimitModel,
+    Verdict,
 )
 from close_async._fake_server_opportunity import (
     DEFAULT_ORGANIZATION_ID,
@@ -80,7 +93,16 @@ from close_async._fake_server_opportunity import (
     validate_opportunity,
 )
 
-__all__ = ["DIALECTS", "FAULTS", "LEAD_MISSING", "FakeCloseServer", "RequestRecord"]
+__all__ = [
+    "ALGORITHMS",
+    "DIALECTS",
+    "FAULTS",
+    "FakeCloseServer",
+    "LEAD_MISSING",
+    "PRESETS",
+    "RateLimitModel",
+    "RequestRecord",
+]
 
 
 @dataclass(slots=True, eq=False)
@@ -104,7 +126,7 @@ class FakeCloseServer:
         self,
         *,
         api_keys: Collection[str] | None = None,
-        rate_limit: int | None = None,
+        rate_limit: int | RateLimitModel | None = None,
         window: float = 1.0,
         dialect: str = "modern",
         latency: float = 0.0,
@@ -114,14 +136,20 @@ class FakeCloseServer:
     ) -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
-        if rate_limit is not None and rate_limit < 1:
-            raise ValueError("rate_limit must be >= 1 or None")
         if window <= 0 or latency < 0 or hang_seconds < 0:
             raise ValueError("window must be > 0; latency and hang_seconds must be >= 0")
+        if isinstance(rate_limit, RateLimitModel):
+            if (window, dialect) != (1.0, "modern"):
+                raise ValueError("window and dialect belong in the RateLimitModel")
+            model: RateLimitModel | None = rate_limit
+        else:
+            model = (
+                None
+                if rate_limit is None
+                else RateLimitModel(limit=rate_limit, window=window, dialect=dialect)
+            )
         self._api_keys = None if api_keys is None else frozenset(api_keys)
-        self._limit = rate_limit
-        self._window = window
-        self._dialect = dialect
+        self._limiter = None if model is None else Limiter(model)
         self._latency = latency
         self._organization_id = organization_id
         self._hang_seconds = hang_seconds
@@ -129,11 +157,11 @@ class FakeCloseServer:
         self.created: list[dict[str, Any]] = []
         self.requests: list[RequestRecord] = []
         self._faults: deque[str] = deque()
-        self._windows: dict[str, list[int]] = {}  # key -> [window index, count]
         self._inflight: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
         self._t0 = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._base_url: str | None = None
 
     @property
@@ -142,6 +170,19 @@ class FakeCloseServer:
         if self._base_url is None:
             raise RuntimeError("FakeCloseServer is not started")
         return self._base_url
+
+    @property
+    def rate_limit_model(self) -> RateLimitModel | None:
+        """The model this server enforces (None: unlimited, no rate-limit headers)."""
+        return None if self._limiter is None else self._limiter.model
+
+    @property
+    def started_at(self) -> float:
+        """``loop.time()`` when the rate-limit clock started: ``start()`` or the last ``reset()``.
+
+        Fixed windows are ``[started_at + k * window, started_at + (k + 1) * window)``.
+        """
+        return self._t0
 
     @property
     def count_429(self) -> int:
@@ -157,11 +198,18 @@ class FakeCloseServer:
         self._faults.extend([fault] * times)
 
     def reset(self) -> None:
-        """Forget created opportunities, logged requests, queued faults and window counts."""
+        """Forget created opportunities, logged requests, queued faults and rate-limit state.
+
+        On a started server the rate-limit clock restarts too: windows and ``schedule``
+        count from now, as on a fresh server.
+        """
         self.created.clear()
         self.requests.clear()
         self._faults.clear()
-        self._windows.clear()
+        if self._limiter is not None:
+            self._limiter.clear()
+        if self._loop is not None:  # from any thread: loop.time() is only a clock read
+            self._t0 = self._loop.time()
 
     async def start(self) -> None:
         """Bind 127.0.0.1 (a random free port unless ``port`` was given) and serve."""
@@ -179,7 +227,8 @@ class FakeCloseServer:
             raise
         self._runner = runner
         self._closing = asyncio.Event()
-        self._t0 = asyncio.get_running_loop().time()
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
         self._base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/"
 
     async def close(self) -> None:
@@ -198,6 +247,7 @@ class FakeCloseServer:
         if leftovers:  # pragma: no cover
             await asyncio.wait(leftovers)
         self._base_url = None
+        self._loop = None
 
     async def __aenter__(self) -> FakeCloseServer:
         await self.start()
@@ -251,36 +301,33 @@ class FakeCloseServer:
         record.status = response.status
         return response
 
-    def _state(self, key: str) -> tuple[list[int], float]:
-        """The key's ``[window index, count]`` (renewed if stale) and seconds to window end."""
-        now = asyncio.get_running_loop().time()
-        index = int((now - self._t0) // self._window)
-        bucket = self._windows.get(key)
-        if bucket is None or bucket[0] != index:
-            bucket = self._windows[key] = [index, 0]
-        return bucket, self._t0 + (index + 1) * self._window - now
-
-    def _too_many(self, reset: float) -> web.Response:
-        return too_many_requests(self._dialect, self._limit or 0, self._window, reset)
+    def _check(self, key: str, *, consume: bool = True) -> Verdict:
+        assert self._limiter is not None
+        now = asyncio.get_running_loop().time() - self._t0
+        return self._limiter.check(key, now, consume=consume)
 
     async def _process(self, record: RequestRecord) -> web.Response | None:
         """Answer a create request; None means: drop the connection."""
-        key, limit = record.api_key, self._limit
+        key = record.api_key
         headers: dict[str, str] = {}
         if key is None or (self._api_keys is not None and key not in self._api_keys):
-            if limit is not None:
-                bucket, reset = self._state(key or "")
-                headers = rate_limit_headers(self._dialect, limit, limit - bucket[1], reset)
+            if self._limiter is not None:
+                headers = model_headers(
+                    self.rate_limit_model, self._check(key or "", consume=False)
+                )
             return json_response(401, UNAUTHORIZED, headers)
-        if limit is not None:
-            bucket, reset = self._state(key)
-            if bucket[1] >= limit:
-                return self._too_many(reset)
-            bucket[1] += 1
-            headers = rate_limit_headers(self._dialect, limit, limit - bucket[1], reset)
+        if self._limiter is not None:
+            verdict = self._check(key)
+            if not verdict.admitted:  # remaining > 0 here means a hidden limit
+                return model_429(self.rate_limit_model, verdict)
+            headers = model_headers(self.rate_limit_model, verdict)
         fault = record.fault = self._faults.popleft() if self._faults else None
         if fault == "429":
-            return self._too_many(self._state(key)[1])
+            if self._limiter is None:
+                return too_many_requests("modern", 0, 1.0, 1.0)
+            return model_429(
+                self.rate_limit_model, self._check(key, consume=False)._replace(remaining=0)
+            )
         if fault == "drop_before_create":
             return None
         if fault in ("500", "502", "503", "504"):

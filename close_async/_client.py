@@ -98,7 +98,6 @@ class AsyncCloseClient:
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._closer: AsyncGenerator[None, None] | None = None
         self._keepalive = KeepAlive()
-        self._trace_configs: list[aiohttp.TraceConfig] = []  # see _add_trace_config
         self._closed = False
         self._headers = {
             "Authorization": self._authorization,
@@ -168,8 +167,7 @@ class AsyncCloseClient:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, keepalive_timeout=self._keepalive.default
         )
-        traces = self._trace_configs or None
-        session = self._session = aiohttp.ClientSession(connector=connector, trace_configs=traces)
+        session = self._session = aiohttp.ClientSession(connector=connector)
         self._session_loop = asyncio.get_running_loop()
         self._closer = _close_with_loop(session)
         # Run it to its first `yield`: the loop now knows this generator and closes it (and the
@@ -178,14 +176,6 @@ class AsyncCloseClient:
         with contextlib.suppress(StopIteration):
             self._closer.asend(None).send(None)
         return session
-
-    def _add_trace_config(self, config: aiohttp.TraceConfig) -> bool:
-        """Have the session this client will create report to ``config`` (the import uses it
-        to learn when a request really left). False if the session exists or is the caller's."""
-        if self._session is not None or not self._owns_session:
-            return False
-        self._trace_configs.append(config)
-        return True
 
     async def request(
         self,

@@ -126,7 +126,7 @@ async def run_import(
     started = asyncio.get_running_loop().time()
     pending: dict[int, Row] = {}  # stream index -> row, for rows in flight only
     codec = resolve_encoding(path, encoding)
-    tracker = None if dry_run else SendTracker(journal, client)
+    tracker = None if dry_run else SendTracker(journal)
 
     def halt(reason: str, code: int) -> None:
         if summary.stopped is None:

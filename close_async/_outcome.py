@@ -19,6 +19,11 @@ idempotent, so the client retries them even when their outcome is unknown.
 
 Redirects are never followed: a 3xx on a create is an error naming ``Location``. Following one
 would re-send the body to wherever the server points (or, for 301/302/303, turn it into a GET).
+
+``WATCH``: whoever must know when an attempt really leaves (the import's journal) sets an
+``AttemptWatch`` in its task before the request; ``exchange`` tells it when the body is handed to
+the socket (``written``) and how the attempt ended (``ended``). One context variable read per
+attempt: aiohttp's trace signals did the same for ~4 coroutines and objects per request.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import select
 import time
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
@@ -48,6 +54,17 @@ from ._ratelimit import retry_after
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 IDEMPOTENT_METHODS = SAFE_METHODS | {"PUT", "DELETE"}
 _KEEPALIVE_TIMEOUT = re.compile(r"(?:^|[,\s])timeout\s*=\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
+
+
+class AttemptWatch(Protocol):
+    def written(self) -> None:
+        """The request's body is being handed to the socket: from now on it may be seen."""
+
+    def ended(self, status: int | None, sent: bool) -> None:
+        """The attempt is over: its status (None: no answer), and whether it was written."""
+
+
+WATCH: ContextVar[AttemptWatch | None] = ContextVar("close_async_attempt_watch", default=None)
 
 
 class NotSent(Exception):
@@ -92,9 +109,12 @@ class RequestBody(aiohttp.BytesPayload):
     (3.10/3.11: a server cannot act on a request whose body it lacks). So "sent" is set just
     before the body is handed to the transport, never after a refusal."""
 
-    def __init__(self, value: bytes, keepalive: KeepAlive) -> None:
+    def __init__(
+        self, value: bytes, keepalive: KeepAlive, watch: AttemptWatch | None = None
+    ) -> None:
         super().__init__(value, content_type="application/json")
         self.keepalive = keepalive
+        self.watch = watch
         self.sent = False
         self.stale = False
         self.protocol: object | None = None  # the connection it was written on
@@ -124,6 +144,8 @@ class RequestBody(aiohttp.BytesPayload):
             self.stale = False
         self.protocol = protocol
         self.sent = True
+        if self.watch is not None:
+            self.watch.written()
         value = self._value if content_length is None else self._value[:content_length]
         await writer.write(value)
 
@@ -244,8 +266,9 @@ async def exchange(
     keep-alive) is refused before a byte is written and the request goes out at once on
     another; each refusal retires one pooled connection, so this ends."""
     refusals = 0
+    watch = WATCH.get()
     while True:
-        request_body = RequestBody(body, keepalive)
+        request_body = RequestBody(body, keepalive, watch)
         status: int | None = None
         answer: Mapping[str, str] = {}
         received = bytearray()
@@ -266,6 +289,8 @@ async def exchange(
                     payload = bytes(received)
                 if request_body.protocol is not None:  # the connection it went on
                     keepalive.went_idle(request_body.protocol, answer)
+            if watch is not None:
+                watch.ended(status, True)
             return status, answer, payload, None
         except asyncio.CancelledError:
             raise
@@ -283,6 +308,8 @@ async def exchange(
                 retry_after=retry_after(answer, bytes(received)) if status == 429 else None,
             )
             error.__cause__ = exc
+            if watch is not None:
+                watch.ended(status, request_body.sent)
             return status, answer, bytes(received), error
 
 

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 
@@ -458,6 +459,29 @@ async def test_a_retried_429_is_created_once(tmp_path: Path) -> None:
     # Each attempt that left was recorded as sending.
     sending = Counter(r["row"] for r in records(journal) if r["state"] == "sending")
     assert sending == Counter({1: 2, 2: 1, 3: 1})
+
+
+async def test_a_429_is_recorded_waiting_with_the_callers_own_session(tmp_path: Path) -> None:
+    """The attempt that got a 429 never created anything: the journal says so (``waiting``)
+    even when the client runs on a session the caller made (no hooks of ours in it)."""
+    async with FakeCloseServer(window=0.05) as server, aiohttp.ClientSession() as session:
+        server.fail_next("429")
+        path = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+        journal = tmp_path / "j.jsonl"
+        client = AsyncCloseClient("k", base_url=server.base_url, session=session)
+        async with client:
+            with Journal(journal) as j:
+                summary = await run_import(client, path, journal=j, concurrency=1)
+        assert summary.created == 2
+        assert created_notes(server) == Counter({"row-1": 1, "row-2": 1})
+    assert [(r["row"], r["state"]) for r in records(journal)] == [
+        (1, "sending"),
+        (1, "waiting"),
+        (1, "sending"),
+        (1, "created"),
+        (2, "sending"),
+        (2, "created"),
+    ]
 
 
 async def test_rows_waiting_in_the_limiter_have_no_sending_record(tmp_path: Path) -> None:

@@ -154,7 +154,7 @@ class Journal:
             return
         if state == "unknown" and error:
             self.errors[row] = error
-        else:
+        elif self.errors:  # almost always empty
             self.errors.pop(row, None)
         if row >= len(self.states):
             grow = row + 1 - len(self.states) + len(self.states) // 2

@@ -142,9 +142,9 @@ def _csv_rows(path: Path, encoding: str, items: bool = True, digests: bool = Tru
             except csv.Error as exc:  # a cell over csv's field_size_limit (128 KiB), say
                 yield Row(reader.line_num, "0", error=InvalidInputError("row", "...", str(exc)))
                 continue
-            if not any(c.strip() for c in cells):
-                continue
             text = "\x1f".join(cells)
+            if not text.strip():  # every cell blank (the separator "\x1f" is whitespace too)
+                continue
             digest = _digest(text) if digests else ""
             row = Row(reader.line_num, digest, error=_bad_text(text, encoding))
             if row.error is None and items:

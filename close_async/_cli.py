@@ -34,7 +34,7 @@ from ._constants import (
     DEFAULT_CONCURRENCY,
     __version__,
 )
-from ._progress import Progress
+from ._progress import Progress, terminal_width
 from ._serve import fake_server
 
 if TYPE_CHECKING:
@@ -399,7 +399,7 @@ def print_summary(
 ) -> None:
     """The human summary, rows in line order, wrapped to the terminal's width (if it is one)."""
     stream = sys.stderr if err else sys.stdout
-    width = shutil.get_terminal_size().columns - 1 if stream.isatty() else 0
+    width = terminal_width(stream) - 1 if stream.isatty() else 0
 
     def echo(text: str) -> None:
         if width and len(text) > width:  # continuation lines indented under the text

@@ -279,19 +279,22 @@ class Window:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
+        asked = True  # a wait the server asked for (a pause, a reset), not one of our own
         if self.paused_until > now:
             when: float | None = self.paused_until
         elif self.limit is None and not self.unpaced:
             when = self._probe_at + PROBE_PATIENCE if self._in_flight else None
+            asked = False
         elif self.learned.rate is not None and (self.unpaced or self.available > 0):
             # Room in the window, but no token yet: maybe one by now, the clock having moved
             # since _can_send looked (then call_soon; arming nothing would strand the queue).
             when = self.learned.ready_at(now)
+            asked = False
         else:
             when = self.reset_at
         if when is None:
             return  # only a response can unblock the queue now
-        if when - now > self.max_wait:
+        if asked and when - now > self.max_wait:
             self._refuse(when - now)
             return
         if when > now:

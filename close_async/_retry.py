@@ -36,6 +36,7 @@ from ._exceptions import (
     InvalidInputError,
     RateLimitError,
     RedirectError,
+    ServerError,
 )
 
 logger = logging.getLogger("close_async")
@@ -97,6 +98,11 @@ class RetryPolicy:
             return self.retry_unknown_outcome
         if isinstance(exc, APIConnectionError):
             logger.debug("not sent (%s): retrying", exc)
+            return True
+        if isinstance(exc, ServerError) and self.retry_unknown_outcome:
+            # A safe method's 5xx (GET, HEAD): nothing was changed, so it is not "unknown", and
+            # the client turns retry_unknown_outcome on for every idempotent method.
+            logger.debug("%s of an idempotent request: retrying", exc.status_code)
             return True
         logger.debug("%s: not retryable", type(exc).__name__)
         return False

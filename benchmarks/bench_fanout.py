@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import faulthandler
 import logging
 import math
 import sys
@@ -265,6 +266,8 @@ def run_model(host: ServerThread, name: str, window: float, args: argparse.Names
     server = FakeCloseServer(rate_limit=model, hang_seconds=HANG_SECONDS)
     host.run(server.start())
     results = []
+    # Should anything else hang (not a create), say where on stderr instead of waiting mutely.
+    faulthandler.dump_traceback_later(len(args.clients) * (args.stall_after + 60))
     try:
         for client in args.clients:  # one after the other, never overlapping
             if client == "closeio":
@@ -273,6 +276,7 @@ def run_model(host: ServerThread, name: str, window: float, args: argparse.Names
                 results.append(asyncio.run(run_close_async(host, server, name, args)))
     finally:
         host.run(server.close())
+        faulthandler.cancel_dump_traceback_later()
     return results
 
 

@@ -92,7 +92,7 @@ class AsyncCloseClient:
             retry_unknown_outcome=retry_unknown_outcome,
         )
         self.limiter = limiter
-        self.pacer = Pacer() if pace_from_headers else None
+        self.pacer = Pacer(max_wait=max_retry_wait) if pace_from_headers else None
         self._max_connections = max_connections
         self._slots = Slots(max_connections)
         self._session = session

@@ -18,8 +18,22 @@ thousands of creates meets almost no 429s:
   ours starts is stale. We roll to a new window only at the latest possible end: never early.
 - After a roll the whole limit is available again, less what is still in flight, until a report
   from the new window says more.
-- A 429 pauses every request of the group until the reset the server asked for.
-- A server whose successful responses carry no rate-limit headers is not paced.
+- Whole-second resets (``reset=1``): an integral ``reset`` may be rounded up, so the end lies in
+  ``[sent + reset - 1, answered + reset]``, and we take windows to last the longest integral
+  reset seen. The first report after a roll then ends the new window no later than the roll plus
+  that length: the roll is never early, and it does not drift later by a round trip per window.
+  (A 0.5 s window that announces ``reset=1`` is taken at its word: half its rate, no 429s.)
+- A 429 pauses every request of the group until the reset the server asked for; repeated 429s
+  that ask for (almost) nothing get a growing floor, ``ZERO_WAIT_FLOOR`` doubling per 429, so
+  they do not turn into a burst.
+- A server whose successful responses carry no rate-limit headers is not paced by headers.
+- A 429 the headers did not predict (none sent, or ``remaining > 0``, or any 429 at all once
+  the view said there was room) teaches a rate (``_adaptive.LearnedRate``): from then on every
+  request also needs a token of that bucket, so the backlog after a pause leaves at the rate
+  the server was seen to accept, not all at once.
+- A wait longer than ``max_wait`` (the client's ``max_retry_wait``) is not sat out: every
+  request waiting for it, queued or arriving later, raises ``RateLimitError`` with
+  ``.retry_after`` at once, until the wait has passed.
 
 Waiters are served first come, first served from a deque, with one timer for the next time-based
 wake-up, so 10,000 queued requests cost O(1) per grant; a cancelled waiter is skipped when reached.
@@ -31,7 +45,9 @@ import asyncio
 import bisect
 import collections
 import logging
+import math
 
+from ._adaptive import LearnedRate, too_long
 from ._ratelimit import RateLimitInfo
 
 logger = logging.getLogger("close_async")
@@ -48,8 +64,11 @@ _MARGIN = 0.002
 class Window:
     """What we know of one endpoint group's rate-limit window, and the queue waiting on it."""
 
-    def __init__(self, group: str) -> None:
+    def __init__(self, group: str, *, max_wait: float = math.inf) -> None:
         self.group = group
+        self.max_wait = max_wait
+        self.learned = LearnedRate()
+        self._whole_len = 0.0  # longest integral reset seen: a whole-second window's length
         self.limit: int | None = None
         self.available = 0
         self.reset_at: float | None = None  # latest possible end of the current window
@@ -57,6 +76,7 @@ class Window:
         self._passed: tuple[float, float] | None = None  # bounds of the window we rolled past
         self.paused_until = 0.0
         self.unpaced = False  # the server sends no rate-limit headers
+        self.refills = True  # a roll restores the whole limit (a fixed window), until shown not
         self._window_len = 0.0  # longest reset seen: the window's length, at least
         self._window_max: float | None = None  # shortest gap between two ends: its length, at most
         self._in_flight: list[int] = []  # send sequence numbers, ascending
@@ -89,7 +109,9 @@ class Window:
             return self._grant()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
-        self._schedule()
+        # _wake, not just _schedule: the queue may be free to go already (a pause just ended
+        # and its timer has not run yet); arming nothing would leave it waiting forever.
+        self._wake()
         try:
             return await fut
         except asyncio.CancelledError:
@@ -114,13 +136,27 @@ class Window:
         sent = self._sent_at.pop(ticket, now)
         self._discard(ticket)
         if info is not None and info.remaining is not None and info.reset is not None:
-            self._learn(ticket, info.limit, info.remaining, sent, now, info.reset)
-        elif status is not None and 200 <= status < 300 and self.limit is None:
+            self._learn(ticket, info, sent, now)
+        elif status is not None and 200 <= status < 300 and self.limit is None and not self.unpaced:
             self.unpaced = True
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
+        if status is not None and 200 <= status < 300:
+            self.learned.succeeded()
         if status == 429:
             wait = pause if pause is not None else info.reset if info is not None else None
-            until = now + (wait if wait is not None else _UNKNOWN_PAUSE)
+            wait = _UNKNOWN_PAUSE if wait is None else wait
+            end = self.reset_at
+            if (
+                info
+                and info.whole_seconds
+                and end is not None
+                and now + wait - 1 <= end < now + wait
+            ):
+                wait = end - now  # a rounded-up reset: the reports knew this window's end closer
+            # The headers foresaw it if they are good and this is the first 429 since they were.
+            foreseen = not self.unpaced and not (info and info.remaining)
+            wait = self.learned.refused(sent, now, wait, foreseen=foreseen)
+            until = now + wait
             if until > self.paused_until:
                 self.paused_until = until
                 logger.debug("%s: 429, pausing all requests for %.3fs", self.group, until - now)
@@ -131,9 +167,11 @@ class Window:
                 self._end_lo = min(self._end_lo or until, until)
         self._wake()
 
-    def _learn(
-        self, ticket: int, limit: int | None, remaining: int, sent: float, now: float, reset: float
-    ) -> None:
+    def _learn(self, ticket: int, info: RateLimitInfo, sent: float, now: float) -> None:
+        limit, remaining, reset = info.limit, info.remaining, info.reset
+        assert remaining is not None
+        assert reset is not None
+        whole_seconds = info.whole_seconds
         self.unpaced = False
         if limit is not None and limit > 0:
             self.limit = limit
@@ -141,6 +179,10 @@ class Window:
             self.limit = remaining + 1 + len(self._in_flight)
         self._window_len = max(self._window_len, reset)
         lo, hi = sent + reset, now + reset + _MARGIN
+        whole = whole_seconds and reset > 0
+        if whole:  # maybe rounded up: the end lies up to a second earlier
+            self._whole_len = max(self._whole_len, reset)
+            lo -= 1.0
         uncounted = len(self._in_flight) - bisect.bisect_right(self._in_flight, ticket)
         estimate = remaining - uncounted
         # A report that replaces the view cannot tell which requests sent before it the server
@@ -153,8 +195,19 @@ class Window:
             passed_lo, passed_hi = self._passed
             if hi < passed_lo + self._window_len:
                 return  # ends before the window after the passed one can: a late report from it
+            if lo > passed_hi and self.refills and estimate < (self.available + 1) // 2:
+                # The new window has far less room than a refill: not a fixed window (sliding,
+                # a token bucket). From now on a roll lets one request go, whose report says more.
+                self.refills = False
+                logger.debug("%s: rolls do not refill the window; trusting reports", self.group)
             self.available = min(self.available, estimate)
             if lo > passed_hi:  # certainly the new window: now we know when it ends
+                if not self.refills:
+                    self.available = estimate
+                if whole and now < passed_lo + self._whole_len:
+                    # The one after the passed window, which ended by passed_hi (we rolled no
+                    # earlier): it ends by passed_hi + its length, whatever this report's rounding.
+                    hi = min(hi, passed_hi + self._whole_len + _MARGIN)
                 self._bound_window(hi - passed_lo)
                 self._end_lo, self.reset_at = lo, hi
         elif lo > self.reset_at:  # certainly a later window than ours
@@ -174,12 +227,14 @@ class Window:
         now = asyncio.get_running_loop().time()
         if now < self.paused_until:
             return False
+        if self.learned.rate is not None and self.learned.ready_at(now) > now:
+            return False
         if self.unpaced:
             return True
         if self.limit is None:  # cold start: one probe at a time, unless it seems stuck
             return not self._in_flight or now >= self._probe_at + PROBE_PATIENCE
         if self.reset_at is not None and now >= self.reset_at:
-            self.available = self.limit - len(self._in_flight)
+            self.available = (self.limit if self.refills else 1) - len(self._in_flight)
             self._passed = (self._end_lo or self.reset_at, self.reset_at)
             self.reset_at = self._end_lo = None
         elif self.reset_at is None and not self._in_flight and self.available <= 0:
@@ -196,6 +251,7 @@ class Window:
         now = asyncio.get_running_loop().time()
         if self.limit is None and not self.unpaced:
             self._probe_at = now
+        self.learned.sent(now)
         self._seq += 1
         self._in_flight.append(self._seq)
         self._sent_at[self._seq] = now
@@ -227,14 +283,29 @@ class Window:
             when: float | None = self.paused_until
         elif self.limit is None and not self.unpaced:
             when = self._probe_at + PROBE_PATIENCE if self._in_flight else None
+        elif self.learned.rate is not None and (self.unpaced or self.available > 0):
+            # Room in the window, but no token yet: maybe one by now, the clock having moved
+            # since _can_send looked (then call_soon; arming nothing would strand the queue).
+            when = self.learned.ready_at(now)
         else:
             when = self.reset_at
         if when is None:
             return  # only a response can unblock the queue now
+        if when - now > self.max_wait:
+            self._refuse(when - now)
+            return
         if when > now:
             self._timer = loop.call_at(when, self._on_timer)
         else:  # overdue (a reset, a pause, a probe's patience): wake up now
             self._timer = loop.call_soon(self._on_timer)  # type: ignore[assignment]
+
+    def _refuse(self, wait: float) -> None:
+        """The queue would wait longer than ``max_wait``: every waiter raises now, with the wait."""
+        logger.debug("%s: the server asks for %.3fs, over max_wait: refusing", self.group, wait)
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(too_long(wait, self.max_wait))
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -244,13 +315,14 @@ class Window:
 class Pacer:
     """The windows of one client, by endpoint group (Close limits each group separately)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_wait: float = math.inf) -> None:
+        self.max_wait = max_wait
         self._windows: dict[str, Window] = {}
 
     def window(self, group: str) -> Window:
         window = self._windows.get(group)
         if window is None:
-            window = self._windows[group] = Window(group)
+            window = self._windows[group] = Window(group, max_wait=self.max_wait)
         return window
 
     def __repr__(self) -> str:

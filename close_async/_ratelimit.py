@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from time import time
@@ -42,6 +42,32 @@ class RateLimitInfo:
     limit: int | None  # requests allowed in the window
     remaining: int | None  # requests left in the current window
     reset: float | None  # seconds until the window resets
+    # ``reset`` was sent as a whole number ("reset=1"): it may be rounded up by up to a second.
+    whole_seconds: bool = field(default=False, compare=False)
+
+
+# The shape Close sends on every response, "limit=600, remaining=599, reset=0.5" (or with ";"),
+# is answered by one regex (0.6 us) instead of a split and three strict parses (5.7 us); any
+# other shape (quotes, other order, extra fields) takes the general path.
+_COMMON = re.compile(r"limit=(\d+)[,;] *remaining=(\d+)[,;] *reset=(\d+(?:\.\d+)?)", re.ASCII)
+
+
+def _info(limit: int | None, remaining: int, reset: float, whole_seconds: bool) -> RateLimitInfo:
+    # The frozen dataclass's __init__ costs 1.8 us (object.__setattr__ per field); the slots'
+    # own setters build the same object in 0.6 us.
+    info = _new(RateLimitInfo)
+    _set_limit(info, limit)
+    _set_remaining(info, remaining)
+    _set_reset(info, reset)
+    _set_whole(info, whole_seconds)
+    return info
+
+
+_new = object.__new__
+_set_limit = vars(RateLimitInfo)["limit"].__set__
+_set_remaining = vars(RateLimitInfo)["remaining"].__set__
+_set_reset = vars(RateLimitInfo)["reset"].__set__
+_set_whole = vars(RateLimitInfo)["whole_seconds"].__set__
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -87,20 +113,28 @@ def _structured(value: str | None) -> dict[str, str]:
     return fields
 
 
+def _whole(value: str | None) -> bool:
+    return value is not None and "." not in value
+
+
 def _info_sources(
     headers: Mapping[str, str],
-) -> Iterator[tuple[int | None, int | None, float | None]]:
+) -> Iterator[tuple[int | None, int | None, float | None, bool]]:
     fields = _structured(_header(headers, "RateLimit"))
+    reset = fields.get("reset")
     yield (
         _count(fields.get("limit")),
         _count(fields.get("remaining")),
-        _seconds(fields.get("reset")),
+        _seconds(reset),
+        _whole(reset),
     )
     for prefix in ("RateLimit-", "X-Rate-Limit-"):
+        reset = _header(headers, prefix + "Reset")
         yield (
             _count(_header(headers, prefix + "Limit")),
             _count(_header(headers, prefix + "Remaining")),
-            _seconds(_header(headers, prefix + "Reset")),
+            _seconds(reset),
+            _whole(reset),
         )
 
 
@@ -111,11 +145,18 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitInfo | None:
     X-Rate-Limit-*. Sources are not mixed: the first one giving both ``remaining`` and ``reset``
     wins. None when no source does.
     """
-    if isinstance(headers, _CASE_INSENSITIVE) and not any(n in headers for n in _INFO_HEADERS):
-        return None  # the common miss, answered without parsing anything
-    for limit, remaining, reset in _info_sources(headers):
+    if isinstance(headers, _CASE_INSENSITIVE):
+        value = headers.get("RateLimit")
+        if value is not None:
+            match = _COMMON.fullmatch(value)
+            if match is not None:
+                limit, remaining, reset = match.groups()
+                return _info(int(limit), int(remaining), float(reset), "." not in reset)
+        elif not any(n in headers for n in _INFO_HEADERS):
+            return None  # the common miss, answered without parsing anything
+    for limit, remaining, reset, whole_seconds in _info_sources(headers):
         if remaining is not None and reset is not None:
-            return RateLimitInfo(limit=limit, remaining=remaining, reset=reset)
+            return RateLimitInfo(limit, remaining, reset, whole_seconds)
     return None
 
 

@@ -4,15 +4,21 @@ The decision, as a spec (each branch is logged at DEBUG on the ``close_async`` l
 
 1. 429 Too Many Requests: the server rejected the request before processing it, so it is always
    safe to retry, after the wait the server asks for. A wait longer than ``max_retry_wait`` is not
-   waited for: the RateLimitError is raised at once with ``.retry_after``.
+   waited for: the RateLimitError is raised at once with ``.retry_after``. 429s do not count
+   against ``max_retries`` (a create must not fail merely because many were started at once):
+   they are retried while the server's waits fit ``max_retry_wait`` and ``deadline``, up to
+   ``MAX_RATE_LIMITED`` in a row as a backstop against a server that never stops refusing.
+   ``max_retries=0`` still means no retries at all. A 429 asking for (almost) nothing is taken at
+   its word once; the next ones in a row wait at least ``ZERO_WAIT_FLOOR`` doubling each time.
 2. No connection was made (refused, DNS, TLS handshake, connect timeout): nothing was sent, so it
    is retried with jittered exponential backoff.
 3. The outcome is unknown (timeout or lost connection after sending, 5xx): Close has no idempotency
    keys, so a retry could create a duplicate. Not retried unless ``retry_unknown_outcome=True``.
 4. Anything else (400, 401, 403, 404, a bad body): retrying cannot help. Raised at once.
 
-Retries stop after ``max_retries`` or when the next wait would pass ``deadline`` seconds since the
-first attempt. A fresh ``AsyncRetrying`` is built per call: tenacity keeps per-call state on it.
+Retries stop after ``max_retries`` other failures or when the next wait would pass ``deadline``
+seconds since the first attempt. A fresh ``AsyncRetrying`` is built per call: tenacity keeps
+per-call state on it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT, INITIAL_BAC
 from ._exceptions import APIConnectionError, CloseError, InvalidInputError, RateLimitError
 
 logger = logging.getLogger("close_async")
+
+# Backstop for 429s, which do not count against max_retries: at Close's usual 1 s waits a create
+# gives up after ~100 s of refusals in a row (a paced fan-out meets one or two).
+MAX_RATE_LIMITED = 100
+# The wait of a 429 that asks for under this, from its second in a row: doubles up to max_backoff.
+ZERO_WAIT_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -92,16 +104,48 @@ class RetryPolicy:
     def retrying(self, started: float | None = None) -> tenacity.AsyncRetrying:
         """A fresh retrying object. ``started`` (``time.monotonic()``) is when the first attempt
         began, if it ran before this object existed: the deadline counts from there."""
-        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_retries + 1)
+        counts = _Counts(self)
+        stop: tenacity.stop.stop_base = counts
         if self.deadline is not None:
             stop = stop | _stop_before_deadline(self.deadline, started)
         return tenacity.AsyncRetrying(
             stop=stop,
-            wait=self.wait,
+            wait=counts.wait,
             retry=tenacity.retry_if_exception(self.should_retry),
             before_sleep=_log_retry,
             reraise=True,
         )
+
+
+class _Counts(tenacity.stop.stop_base):
+    """One call's failures: 429s apart from the rest (the stop), and the zero-wait floor."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.others = 0  # failures other than 429
+        self.limited = 0  # 429s in a row
+        self.zero_waits = 0  # 429s in a row that asked for (almost) nothing
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimitError) and self.policy.max_retries > 0:
+            self.limited += 1
+            return self.limited > MAX_RATE_LIMITED
+        self.limited = 0
+        self.others += 1
+        return self.others > self.policy.max_retries
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        seconds = self.policy.wait(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if not isinstance(exc, RateLimitError) or seconds >= ZERO_WAIT_FLOOR:
+            self.zero_waits = 0
+            return seconds
+        self.zero_waits += 1
+        if self.zero_waits == 1:
+            return seconds
+        floor = ZERO_WAIT_FLOOR * 2.0 ** (self.zero_waits - 2)
+        return max(seconds, min(floor, self.policy.max_backoff))
 
 
 class _stop_before_deadline(tenacity.stop.stop_base):

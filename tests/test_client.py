@@ -430,16 +430,29 @@ async def test_429_without_any_wait_uses_backoff(monkeypatch: pytest.MonkeyPatch
         assert [r.status for r in server.requests] == [429, 429, 200]
 
 
-async def test_429_retries_run_out(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_429s_do_not_use_up_max_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 11: a 429 means "not processed", so it is retried whatever max_retries says (which
+    # counts the other failures); before, 5 scripted 429s failed this create after 3 requests.
     monkeypatch.setattr("close_async._pacer._UNKNOWN_PAUSE", 0.01)
     async with FakeCloseServer(dialect="none") as server:
         server.fail_next("429", times=5)
         client = fast_retries(AsyncCloseClient("k", base_url=server.base_url, max_retries=2))
         async with client as close:
+            await close.opportunities.create()
+        assert [r.status for r in server.requests] == [429] * 5 + [200]
+        assert len(server.created) == 1
+
+
+async def test_429_with_max_retries_zero_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("close_async._pacer._UNKNOWN_PAUSE", 0.01)
+    async with FakeCloseServer(dialect="none") as server:
+        server.fail_next("429", times=5)
+        client = fast_retries(AsyncCloseClient("k", base_url=server.base_url, max_retries=0))
+        async with client as close:
             with pytest.raises(RateLimitError) as info:
                 await close.opportunities.create()
         assert info.value.may_have_succeeded is False
-        assert len(server.requests) == 3
+        assert len(server.requests) == 1
         assert server.created == []
 
 
@@ -502,7 +515,7 @@ async def test_a_create_cancelled_before_sending_gives_its_connection_slot_back(
         "k", base_url=close_server.base_url, max_connections=1, limiter=limiter
     ) as close:
         if where == "pacer":  # the window is paused: acquire waits
-            close.pacer.window(GROUP).paused_until = asyncio.get_running_loop().time() + 3600
+            close.pacer.window(GROUP).paused_until = asyncio.get_running_loop().time() + 30
         task = asyncio.create_task(close.opportunities.create())
         for _ in range(5):
             await asyncio.sleep(0)

@@ -858,6 +858,10 @@ async def test_a_429_pauses_an_unpaced_server_too(clock: FakeClock) -> None:
     await clock.advance(0.999)
     assert granted(waiters) == []
     await clock.advance(0.001)
+    # Issue 11: the backlog then leaves at the rate the server was seen to accept (one success
+    # per second here), not all at once.
+    assert len(granted(waiters)) == 1
+    await clock.advance(25.0)
     assert len(granted(waiters)) == 20
 
 
@@ -1219,6 +1223,7 @@ class Simulation:
     downlink: Latency
     in_order: bool = True
     think: Latency | None = None  # pause of each worker between requests
+    whole_seconds: bool = False  # reports round reset up to whole seconds, like live Close
     # results
     arrivals: collections.Counter[int] = field(default_factory=collections.Counter)
     rejected: int = 0
@@ -1249,12 +1254,15 @@ class Simulation:
             idx = math.floor((now - self.start) / self.window)
             reset = self.start + (idx + 1) * self.window - now
             self.arrivals[idx] += 1
+            if self.whole_seconds:
+                reset = float(math.ceil(reset))
             if self.arrivals[idx] > self.limit:
                 self.rejected += 1
-                answer = (429, RateLimitInfo(self.limit, 0, reset), idx)
+                answer = (429, RateLimitInfo(self.limit, 0, reset, self.whole_seconds), idx)
             else:
                 remaining = self.limit - self.arrivals[idx]
-                answer = (200, RateLimitInfo(self.limit, remaining, reset), idx)
+                info = RateLimitInfo(self.limit, remaining, reset, self.whole_seconds)
+                answer = (200, info, idx)
             loop.call_later(self.downlink(rnd), deliver, fut, answer)
 
         async def worker() -> None:
@@ -1419,3 +1427,29 @@ async def test_requests_reordered_by_a_long_tail_meet_no_429s(clock: FakeClock) 
         await sim.run(clock, workers=60, windows=10, seed=seed)
         rejected += sim.rejected
     assert rejected == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 11: no hang when a newcomer arrives between a pause's end and its timer
+# --------------------------------------------------------------------------------------------
+
+
+async def test_a_newcomer_after_an_unpaced_pause_ended_does_not_strand_the_queue(
+    clock: FakeClock,
+) -> None:
+    # Before the fix, the newcomer's _schedule() cancelled the due pause timer and, with no
+    # window end known (unpaced), armed nothing: 100 waiters, 0 in flight, forever.
+    w = Window("g")
+    probe = await w.acquire()
+    w.release(probe, None, status=200, pause=None)  # no headers: unpaced
+    a = await w.acquire()
+    w.release(a, None, status=429, pause=1.0)
+    waiters = await queue_up(w, 100, clock)
+    clock.now += 3.0  # a busy loop: the pause is over (a token saved) but its timer has not run
+    newcomer = spawn(w.acquire())
+    await clock.advance(10.0)  # the test's timeout, on the fake clock
+    # It learned ~1 request/s from the 429 (one success in the second before it): the queue
+    # drains at that rate, one timer at a time, instead of not at all.
+    assert len(granted(waiters)) >= 8, w
+    assert len(clock.pending()) == 1
+    await cancel_all([*waiters, newcomer])

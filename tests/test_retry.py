@@ -28,7 +28,7 @@ from close_async._exceptions import (
     RateLimitError,
     error_for_status,
 )
-from close_async._retry import RetryPolicy
+from close_async._retry import MAX_RATE_LIMITED, ZERO_WAIT_FLOOR, RetryPolicy
 
 from .conftest import FakeClock
 
@@ -417,8 +417,9 @@ async def test_concurrent_calls_keep_their_own_count(fake_clock: FakeClock) -> N
         pytest.param(1.0, 0.0, 0.4, 3, id="waits-0,0.4,0.8:the-next-would-end-at-1.2"),
         pytest.param(1.0, 0.15, 0.4, 2, id="attempt-time-counts:the-next-would-end-at-1.1"),
         pytest.param(0.3, 0.0, 0.5, 1, id="the-first-wait-already-passes-it"),
-        pytest.param(10.0, 0.0, 0.4, 6, id="far-deadline:max-retries-stops-first"),
-        pytest.param(None, 0.0, 30.0, 6, id="no-deadline"),
+        # Issue 11: 429s do not count against max_retries; the deadline, or the backstop, stops.
+        pytest.param(10.2, 0.0, 0.4, 26, id="far-deadline:429s-are-not-max-retries"),
+        pytest.param(None, 0.0, 5.0, MAX_RATE_LIMITED + 1, id="no-deadline:the-backstop"),
     ],
 )
 async def test_the_deadline_stops_before_a_wait_that_would_pass_it(
@@ -432,7 +433,7 @@ async def test_the_deadline_stops_before_a_wait_that_would_pass_it(
     on_fake_time(monkeypatch, fake_clock)
     t0 = fake_clock.now
     policy = RetryPolicy(max_retries=5, deadline=deadline)
-    failures = [rate_limited(retry_after) for _ in range(10)]
+    failures = [rate_limited(retry_after) for _ in range(MAX_RATE_LIMITED + 10)]
     script = Script(*failures, duration=duration)
     task = await run(policy, script, fake_clock)
     with pytest.raises(RateLimitError) as info:
@@ -569,3 +570,41 @@ def test_valid_arguments_are_accepted(kwargs: dict[str, Any]) -> None:
     policy = RetryPolicy(**kwargs)
     for name, value in kwargs.items():
         assert getattr(policy, name) == value
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 11: 429s are not max_retries; repeated zero waits get a growing floor
+# --------------------------------------------------------------------------------------------
+
+
+async def test_429s_are_retried_past_max_retries_and_other_failures_still_count(
+    fake_clock: FakeClock,
+) -> None:
+    policy = RetryPolicy(max_retries=2, initial_backoff=0.01, max_backoff=0.01)
+    limited = [rate_limited(0.5) for _ in range(7)]
+    refused = [APIConnectionError(f"refused #{i}") for i in range(3)]
+    script = Script(*limited[:4], refused[0], *limited[4:], refused[1], refused[2])
+    task = await run(policy, script, fake_clock)
+    with pytest.raises(APIConnectionError) as info:
+        task.result()
+    assert info.value is refused[2]  # the third other failure, after 7 429s and 2 retries
+    assert script.count == 7 + 3
+
+
+async def test_max_retries_zero_still_means_no_retry_even_for_a_429(fake_clock: FakeClock) -> None:
+    script = Script(rate_limited(0.1), rate_limited(0.1))
+    task = await run(RetryPolicy(max_retries=0), script, fake_clock)
+    with pytest.raises(RateLimitError):
+        task.result()
+    assert script.count == 1
+
+
+async def test_repeated_429s_asking_for_nothing_get_a_growing_floor(fake_clock: FakeClock) -> None:
+    policy = RetryPolicy(max_retries=3, max_backoff=1.0)
+    script = Script(*[rate_limited(0.0) for _ in range(8)])
+    task = await run(policy, script, fake_clock)
+    assert task.result() == "ok"
+    gaps = [b - a for a, b in zip(script.calls, script.calls[1:], strict=False)]
+    floor = ZERO_WAIT_FLOOR
+    expected = [0.0] + [min(floor * 2**k, 1.0) for k in range(7)]  # honoured once, then doubled
+    assert gaps == pytest.approx(expected, abs=1e-9)

@@ -186,12 +186,19 @@ class Gate:
     leaves (after every wait), it refuses to send once the batch was refused, and records
     whether the request may have left (for an honest ``may_have_succeeded``)."""
 
-    __slots__ = ("batch", "hook", "index", "refused", "sent")
+    __slots__ = ("batch", "hook", "index", "on_sent", "refused", "sent")
 
-    def __init__(self, batch: Batch, hook: Callable[[int], None] | None, index: int) -> None:
+    def __init__(
+        self,
+        batch: Batch,
+        hook: Callable[[int], None] | None,
+        index: int,
+        on_sent: Callable[[int, bool], None] | None = None,
+    ) -> None:
         self.batch = batch
         self.hook = hook
         self.index = index
+        self.on_sent = on_sent
         self.refused: APIStatusError | None = None
         self.sent = False
 
@@ -202,6 +209,11 @@ class Gate:
         if self.hook is not None:
             self.hook(self.index)
         self.sent = True
+
+    def attempt_sent(self, sent: bool) -> None:
+        """The client's word on the current attempt (see ``AsyncCloseClient.request``)."""
+        if self.on_sent is not None:
+            self.on_sent(self.index, sent)
 
 
 def unexpected(exc: Exception, *, sent: bool) -> CloseError:

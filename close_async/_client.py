@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -98,7 +99,6 @@ class AsyncCloseClient:
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._closer: AsyncGenerator[None, None] | None = None
         self._keepalive = KeepAlive()
-        self._trace_configs: list[aiohttp.TraceConfig] = []  # see _add_trace_config
         self._closed = False
         self._headers = {
             "Authorization": self._authorization,
@@ -168,8 +168,7 @@ class AsyncCloseClient:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, keepalive_timeout=self._keepalive.default
         )
-        traces = self._trace_configs or None
-        session = self._session = aiohttp.ClientSession(connector=connector, trace_configs=traces)
+        session = self._session = aiohttp.ClientSession(connector=connector)
         self._session_loop = asyncio.get_running_loop()
         self._closer = _close_with_loop(session)
         # Run it to its first `yield`: the loop now knows this generator and closes it (and the
@@ -179,14 +178,6 @@ class AsyncCloseClient:
             self._closer.asend(None).send(None)
         return session
 
-    def _add_trace_config(self, config: aiohttp.TraceConfig) -> bool:
-        """Have the session this client will create report to ``config`` (the import uses it
-        to learn when a request really left). False if the session exists or is the caller's."""
-        if self._session is not None or not self._owns_session:
-            return False
-        self._trace_configs.append(config)
-        return True
-
     async def request(
         self,
         method: str,
@@ -195,14 +186,20 @@ class AsyncCloseClient:
         *,
         group: str,
         on_send: Callable[[], None] | None = None,
+        on_sent: Callable[[bool], None] | None = None,
     ) -> bytes:
-        """Send one API request with retries, pacing and limits; the body of the 2xx response."""
+        """Send one API request with retries, pacing and limits; the body of the 2xx response.
+
+        ``on_send()`` runs before each attempt goes on the wire (after every wait);
+        ``on_sent(True)`` when a body byte of it is handed to the socket, ``on_sent(False)`` when
+        the attempt ended having created nothing (never written, or answered 429): the client's
+        one definition of "the request left", which the import's journal uses."""
         url = self.base_url + path
         started = time.monotonic()
         try:
             # Most requests succeed at once: only a failure pays for building the retry machinery
             # (tenacity's per-call set-up is most of a request's client-side cost otherwise).
-            return await self._attempt(method, url, body, group, on_send)
+            return await self._attempt(method, url, body, group, on_send, on_sent)
         except CloseError as exc:
             first: CloseError = redact_error(exc, self._authorization)
         replayed = False
@@ -213,7 +210,7 @@ class AsyncCloseClient:
                 replayed = True
                 raise first
             try:
-                return await self._attempt(method, url, body, group, on_send)
+                return await self._attempt(method, url, body, group, on_send, on_sent)
             except CloseError as exc:  # redacted before the retry log or the caller sees it
                 redact_error(exc, self._authorization)
                 raise
@@ -231,6 +228,7 @@ class AsyncCloseClient:
         body: bytes,
         group: str,
         on_send: Callable[[], None] | None,
+        on_sent: Callable[[bool], None] | None = None,
     ) -> bytes:
         self._get_session()  # a closed client fails before waiting for anything
         slots = self._slots
@@ -253,6 +251,8 @@ class AsyncCloseClient:
                 session = self._get_session()  # the client may have closed during the waits
                 if on_send is not None:
                     on_send()  # its own errors surface as they are: nothing was sent
+                wrote: list[bool] = []  # RequestBody's "a body byte was written", per attempt
+                on_write = None if on_sent is None else functools.partial(_wrote, wrote, on_sent)
                 status, headers, payload, failure = await exchange(
                     session,
                     method,
@@ -262,7 +262,10 @@ class AsyncCloseClient:
                     timeout=self._client_timeout,
                     keepalive=self._keepalive,
                     max_refusals=self._max_connections,
+                    on_write=on_write,
                 )
+                if on_sent is not None and (status == 429 or (status is None and not wrote)):
+                    on_sent(False)
                 if failure is not None and self._closed and status is None:
                     failure = CloseError(
                         f"the AsyncCloseClient was closed while this request was in flight "
@@ -291,6 +294,11 @@ class AsyncCloseClient:
         pause = getattr(self.limiter, "pause", None)
         if pause is not None and seconds is not None and seconds > 0:
             await pause(seconds)
+
+
+def _wrote(wrote: list[bool], on_sent: Callable[[bool], None]) -> None:
+    wrote.append(True)
+    on_sent(True)
 
 
 async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:

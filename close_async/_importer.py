@@ -126,7 +126,7 @@ async def run_import(
     started = asyncio.get_running_loop().time()
     pending: dict[int, Row] = {}  # stream index -> row, for rows in flight only
     codec = resolve_encoding(path, encoding)
-    tracker = None if dry_run else SendTracker(journal, client)
+    tracker = None if dry_run else SendTracker(journal)
 
     def halt(reason: str, code: int) -> None:
         if summary.stopped is None:
@@ -196,12 +196,16 @@ async def run_import(
         if tracker is not None:
             tracker.leaving(row.line)
 
+    def sent(index: int, was_sent: bool) -> None:
+        if tracker is not None:
+            tracker.sent(pending[index].line, was_sent)
+
     failures = 0
 
     async def consume() -> None:
         nonlocal failures
         stream = client.opportunities.stream_create(
-            to_send(), concurrency=concurrency, on_send=sending
+            to_send(), concurrency=concurrency, on_send=sending, on_sent=sent
         )
         async for index, result in stream:
             row = pending.pop(index)

@@ -28,7 +28,7 @@ import re
 import select
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -90,11 +90,15 @@ class RequestBody(aiohttp.BytesPayload):
 
     aiohttp writes the headers together with the body (3.12+), or the headers alone first
     (3.10/3.11: a server cannot act on a request whose body it lacks). So "sent" is set just
-    before the body is handed to the transport, never after a refusal."""
+    before the body is handed to the transport, never after a refusal, and ``on_write`` is
+    told at that moment (the import's journal learns "it left" from here, nowhere else)."""
 
-    def __init__(self, value: bytes, keepalive: KeepAlive) -> None:
+    def __init__(
+        self, value: bytes, keepalive: KeepAlive, on_write: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(value, content_type="application/json")
         self.keepalive = keepalive
+        self.on_write = on_write
         self.sent = False
         self.stale = False
         self.protocol: object | None = None  # the connection it was written on
@@ -124,6 +128,8 @@ class RequestBody(aiohttp.BytesPayload):
             self.stale = False
         self.protocol = protocol
         self.sent = True
+        if self.on_write is not None:
+            self.on_write()
         value = self._value if content_length is None else self._value[:content_length]
         await writer.write(value)
 
@@ -237,15 +243,17 @@ async def exchange(
     timeout: aiohttp.ClientTimeout,
     keepalive: KeepAlive,
     max_refusals: int,
+    on_write: Callable[[], None] | None = None,
 ) -> tuple[int | None, Mapping[str, str], bytes, CloseError | None]:
     """One HTTP exchange: ``(status, headers, body, failure)``, classified by ``classify``.
 
     A pooled connection that must not carry the request (closing, or idle past its server's
     keep-alive) is refused before a byte is written and the request goes out at once on
-    another; each refusal retires one pooled connection, so this ends."""
+    another; each refusal retires one pooled connection, so this ends. ``on_write`` is called
+    when a body byte is handed to the socket (see ``RequestBody``)."""
     refusals = 0
     while True:
-        request_body = RequestBody(body, keepalive)
+        request_body = RequestBody(body, keepalive, on_write)
         status: int | None = None
         answer: Mapping[str, str] = {}
         received = bytearray()

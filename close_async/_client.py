@@ -287,7 +287,7 @@ class AsyncCloseClient:
         assert status is not None  # exchange() either answered or returned its failure
         if 200 <= status < 300:
             return payload
-        raise response_error(status, headers, payload, method=method, retry_after=wait)
+        raise response_error(status, headers, payload, method=method, retry_after=wait, url=url)
 
     async def _share_pause(self, seconds: float | None) -> None:
         """Tell a limiter that can pause (a shared one, say) that the window is spent."""

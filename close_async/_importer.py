@@ -5,8 +5,8 @@ stays flat however long it is. A bad row (bad cell, a cell over csv's 128 KiB li
 nested too deep, a NUL byte, bytes not in the encoding) is reported with its line; the others go
 through. The run stops early, sending nothing more, when:
 
-- the server refuses the API key (401) or the plan (402), or cannot be reached at all: one
-  message instead of one per row (exit 3);
+- the server refuses the API key (401) or the plan (402), redirects (the base URL is wrong),
+  or cannot be reached at all: one message instead of one per row (exit 3);
 - the journal cannot be written (disk full): exit 4; what was not recorded is listed;
 - ``stop`` is triggered (Ctrl-C, SIGTERM): exit 130. Requests already out get ``grace`` seconds
   to finish (a second signal cuts it short); rows still queued are not sent; the rows whose
@@ -31,7 +31,13 @@ import msgspec
 from ._bulk import to_create
 from ._client import AsyncCloseClient
 from ._constants import API_KEY_ENV
-from ._exceptions import APIConnectionError, AuthenticationError, CloseError, InvalidInputError
+from ._exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    CloseError,
+    InvalidInputError,
+    RedirectError,
+)
 from ._import_trace import SendTracker
 from ._journal import DONE, UNKNOWN_STATES, Journal, JournalWriteError
 from ._rows import Row, read_rows, resolve_encoding
@@ -220,7 +226,10 @@ async def run_import(
             failures = failures + 1 if isinstance(result, APIConnectionError) else 0
             if reason is not None:
                 halt(reason, EXIT_STOPPED)
-            if reason is not None or (summary.stopped and _same_stop(result, summary.stopped)):
+            refused = reason is not None or bool(
+                summary.stopped and _same_stop(result, summary.stopped)
+            )
+            if refused and not getattr(result, "may_have_succeeded", False):
                 summary.not_sent += 1  # refused like the rest: the journal says "failed"
                 note(row.line, "failed", error=str(result))
             else:
@@ -281,6 +290,9 @@ def _stop_reason(result: object, client: AsyncCloseClient, failures: int | None)
         return f"the server refused the API key ({result}): check ${API_KEY_ENV}"
     if getattr(result, "status_code", None) == 402:
         return f"the organization's plan refused the request ({result})"
+    if isinstance(result, RedirectError):
+        to = _base_url(result.location or "", client.base_url)
+        return f"the base URL redirects to {to}: use --base-url {to}"
     connection = isinstance(result, APIConnectionError) and not result.may_have_succeeded
     if connection and (failures is None or failures + 1 >= _UNREACHABLE_AFTER):
         return f"cannot reach {client.base_url} ({result}): check --base-url"
@@ -289,11 +301,21 @@ def _stop_reason(result: object, client: AsyncCloseClient, failures: int | None)
 
 def _same_stop(result: object, stopped: str) -> bool:
     """A result that failed the way the stop said (the rest of the 401s): not listed per row."""
+    if isinstance(result, RedirectError):
+        return "the base URL redirects" in stopped
     return (isinstance(result, AuthenticationError) and API_KEY_ENV in stopped) or (
         isinstance(result, APIConnectionError)
         and not result.may_have_succeeded
         and "cannot reach" in stopped
     )
+
+
+def _base_url(location: str, base_url: str) -> str:
+    """The base URL a redirect points to: ``location`` less the path we asked for under it."""
+    path = "opportunity/"  # the only endpoint the import uses
+    if location.endswith(path) and base_url.endswith("/"):
+        return location[: -len(path)]
+    return location or "(no Location)"
 
 
 def _record(

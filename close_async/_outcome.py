@@ -30,6 +30,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
@@ -158,6 +159,7 @@ def classify(
     headers: Mapping[str, str] | None = None,
     body: bytes = b"",
     retry_after: float | None = None,
+    url: str | None = None,
 ) -> CloseError:
     """The error for an attempt that ended with ``exc``: the whole rule, read top to bottom.
 
@@ -166,7 +168,9 @@ def classify(
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if status is not None and not 200 <= status < 300:
         # The status is the answer; the body after it is only detail.
-        return response_error(status, headers or {}, body, method=method, retry_after=retry_after)
+        return response_error(
+            status, headers or {}, body, method=method, retry_after=retry_after, url=url
+        )
     unknown = sent and method not in SAFE_METHODS
     if status is not None:
         return APIConnectionError(
@@ -205,6 +209,26 @@ _REDIRECTS = {
     308: (False, "the server did not process it (308: repeat it at Location)"),
 }
 _REDIRECT_UNKNOWN = (True, "a 301/302 may also follow a processed request: it may have been")
+_REDIRECT_UPGRADE = (False, "the same URL on https: the TLS front answered, it was not processed")
+
+
+def _upgraded(url: str | None, location: str | None) -> bool:
+    """Whether ``location`` is ``url`` itself (host, path and query) moved from http to https.
+
+    A 301/302 says "the target resource" is (permanently or for now) at another URI (RFC 9110
+    15.4.2-3): the resource that would create the opportunity is not here. Moving only the
+    scheme to https is what a TLS front (an ingress or load balancer) answers to plain http,
+    before any application sees the request. A processed POST answered with a 302
+    (post/redirect/get) points to what it made, a different path; a redirect to another host
+    is left "may have succeeded": a server can create, then send clients elsewhere."""
+    if url is None or not location:
+        return False
+    here, there = urlsplit(url), urlsplit(location)
+    return (
+        (here.scheme, there.scheme.lower()) == ("http", "https")
+        and here.hostname == there.hostname
+        and (here.path, here.query) == (there.path, there.query)
+    )
 
 
 def response_error(
@@ -214,11 +238,14 @@ def response_error(
     *,
     method: str,
     retry_after: float | None = None,
+    url: str | None = None,
 ) -> APIStatusError:
-    """The error for a complete (or cut-off) non-2xx response."""
+    """The error for a complete (or cut-off) non-2xx response to ``url``."""
     if 300 <= status < 400:
-        processed, meaning = _REDIRECTS.get(status, _REDIRECT_UNKNOWN)
         location = headers.get("Location")
+        processed, meaning = _REDIRECTS.get(status, _REDIRECT_UNKNOWN)
+        if status in (301, 302) and _upgraded(url, location):
+            processed, meaning = _REDIRECT_UPGRADE
         return RedirectError(
             f"HTTP {status} redirect to {location!r} not followed (a {method} is never re-sent "
             f"elsewhere; check base_url): {meaning}",
@@ -289,6 +316,7 @@ async def exchange(
                 headers=answer,
                 body=bytes(received),
                 retry_after=retry_after(answer, bytes(received)) if status == 429 else None,
+                url=url,
             )
             error.__cause__ = exc
             return status, answer, bytes(received), error

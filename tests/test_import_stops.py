@@ -1,0 +1,73 @@
+"""The import stops at once, with one message, when every further row would fail the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from close_async import AsyncCloseClient, RedirectError
+from close_async._importer import run_import
+from close_async._journal import Journal
+
+from .wire import Ending, Wire
+
+
+def rows(tmp_path: Path, n: int) -> Path:
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(f'{{"lead_id": "lead_1", "note": "row-{i}"}}\n' for i in range(n)))
+    return path
+
+
+async def test_a_redirecting_base_url_stops_the_import_with_one_message(tmp_path: Path) -> None:
+    location: dict[str, str] = {}
+    async with Wire([Ending(status=301, headers=location, body=b"")] * 300) as server:
+        target = server.base_url.replace("http://", "https://")
+        location["Location"] = target + "opportunity/"
+        async with AsyncCloseClient("key", base_url=server.base_url) as close:
+            with Journal(tmp_path / "j.jsonl") as journal:
+                summary = await run_import(
+                    close, rows(tmp_path, 300), journal=journal, concurrency=4
+                )
+        assert len(server.received) <= 4  # the server's record: no 300 hits
+    assert summary.stopped == f"the base URL redirects to {target}: use --base-url {target}"
+    assert summary.exit_code == 3
+    assert summary.unknown == []
+    assert summary.created == 0
+    # an http -> https redirect of the same path happened before the application: not sent
+    assert summary.failed == []
+
+
+async def test_a_redirect_stops_the_rest_of_a_bulk_batch_unsent() -> None:
+    async with Wire([Ending(status=308, headers={"Location": "https://x.test/"})] * 50) as server:
+        async with AsyncCloseClient("key", base_url=server.base_url) as close:
+            results = await close.opportunities.create_many(
+                [{"lead_id": "lead_1"}] * 50, concurrency=2
+            )
+        assert len(server.received) <= 2
+    assert all(isinstance(r, RedirectError) for r in results)
+    assert not any(r.may_have_succeeded for r in results if isinstance(r, RedirectError))
+
+
+@pytest.mark.parametrize(
+    ("location", "processed"),
+    [
+        ("https://127.0.0.1:{port}/api/v1/opportunity/", False),  # http -> https: the TLS front
+        ("https://127.0.0.1/api/v1/opportunity/", False),  # to the default port, as an ingress
+        ("http://127.0.0.1:{port}/api/v1/opportunity/123/", True),  # post/redirect/get
+        ("https://localhost:{port}/api/v1/opportunity/", True),  # another host
+        ("https://127.0.0.1:{port}/api/v1/opportunity/?x=1", True),  # another URL
+    ],
+)
+async def test_only_a_301_302_to_the_same_url_on_https_was_not_processed(
+    location: str, processed: bool
+) -> None:
+    headers: dict[str, str] = {}
+    async with Wire([Ending(status=302, headers=headers)]) as server:
+        port = server.base_url.split(":")[2].split("/")[0]
+        headers["Location"] = location.format(port=port)
+        async with AsyncCloseClient("key", base_url=server.base_url, max_retries=0) as close:
+            with pytest.raises(RedirectError) as info:
+                await close.opportunities.create(lead_id="lead_1")
+        assert server.arrived == 1
+    assert info.value.may_have_succeeded is processed

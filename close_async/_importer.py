@@ -6,7 +6,9 @@ nested too deep, a NUL byte, bytes not in the encoding) is reported with its lin
 through. The run stops early, sending nothing more, when:
 
 - the server refuses the API key (401) or the plan (402), redirects (the base URL is wrong),
-  or cannot be reached at all: one message instead of one per row (exit 3);
+  asks (429) for a longer wait than the client's ``max_retry_wait``, or cannot be reached at
+  all: one message instead of one per row (exit 3); a row held back by a 429 is ``waiting``,
+  sent by the re-run;
 - the journal cannot be written (disk full): exit 4; what was not recorded is listed;
 - ``stop`` is triggered (Ctrl-C, SIGTERM): exit 130. Requests already out get ``grace`` seconds
   to finish (a second signal cuts it short); rows still queued are not sent; the rows whose
@@ -36,6 +38,7 @@ from ._exceptions import (
     AuthenticationError,
     CloseError,
     InvalidInputError,
+    RateLimitError,
     RedirectError,
 )
 from ._import_trace import SendTracker
@@ -229,7 +232,9 @@ async def run_import(
             refused = reason is not None or bool(
                 summary.stopped and _same_stop(result, summary.stopped)
             )
-            if refused and not getattr(result, "may_have_succeeded", False):
+            if refused and isinstance(result, RateLimitError):
+                summary.not_sent += 1  # the journal says "waiting" (on_sent): the re-run sends it
+            elif refused and not getattr(result, "may_have_succeeded", False):
                 summary.not_sent += 1  # refused like the rest: the journal says "failed"
                 note(row.line, "failed", error=str(result))
             else:
@@ -290,6 +295,12 @@ def _stop_reason(result: object, client: AsyncCloseClient, failures: int | None)
         return f"the server refused the API key ({result}): check ${API_KEY_ENV}"
     if getattr(result, "status_code", None) == 402:
         return f"the organization's plan refused the request ({result})"
+    cap = client.retry_policy.max_retry_wait
+    if isinstance(result, RateLimitError) and (result.retry_after or 0) > cap:
+        return (
+            f"the server asks to wait {result.retry_after:.0f} s before more requests (over"
+            f" the {cap:g} s the client waits out): run the same command again after that"
+        )
     if isinstance(result, RedirectError):
         to = _base_url(result.location or "", client.base_url)
         return f"the base URL redirects to {to}: use --base-url {to}"
@@ -303,6 +314,8 @@ def _same_stop(result: object, stopped: str) -> bool:
     """A result that failed the way the stop said (the rest of the 401s): not listed per row."""
     if isinstance(result, RedirectError):
         return "the base URL redirects" in stopped
+    if isinstance(result, RateLimitError):
+        return "the server asks to wait" in stopped
     return (isinstance(result, AuthenticationError) and API_KEY_ENV in stopped) or (
         isinstance(result, APIConnectionError)
         and not result.may_have_succeeded

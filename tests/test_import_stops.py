@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from close_async import AsyncCloseClient, RedirectError
@@ -71,3 +72,28 @@ async def test_only_a_301_302_to_the_same_url_on_https_was_not_processed(
                 await close.opportunities.create(lead_id="lead_1")
         assert server.arrived == 1
     assert info.value.may_have_succeeded is processed
+
+
+async def test_a_429_asking_longer_than_max_retry_wait_stops_and_the_rerun_sends_the_rest(
+    tmp_path: Path,
+) -> None:
+    path = rows(tmp_path, 300)
+    journal = tmp_path / "j.jsonl"
+    wait = Ending(status=429, headers={"Retry-After": "120"}, body=b"")
+    async with Wire([wait] * 300) as server:
+        async with AsyncCloseClient("key", base_url=server.base_url, max_retry_wait=5) as close:
+            with Journal(journal) as j:
+                summary = await run_import(close, path, journal=j, concurrency=4)
+        assert len(server.received) <= 4
+    assert summary.stopped is not None
+    assert "120 s" in summary.stopped
+    assert summary.exit_code == 3
+    assert summary.failed == []
+    assert summary.unknown == []
+    async with Wire() as server:
+        async with AsyncCloseClient("key", base_url=server.base_url) as close:
+            with Journal(journal) as j:
+                again = await run_import(close, path, journal=j, concurrency=4)
+        notes = sorted(msgspec.json.decode(r.body)["note"] for r in server.processed)
+    assert (again.exit_code, again.created, again.unknown) == (0, 300, [])
+    assert notes == sorted(f"row-{i}" for i in range(300))  # each once, none lost

@@ -369,7 +369,7 @@ def stop_report(
         summary.not_sent
     )
     lines.append(f"{held}rows after line {summary.last_line}, if any, were not read.")
-    command = "close-async " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "close-async " + _shell_command(sys.argv[1:] if argv is None else argv)
     if journal is None and summary.created == 0 and not summary.in_flight:
         lines.append("Nothing was created: run the same command again once that is fixed.")
     elif journal is None:
@@ -380,7 +380,28 @@ def stop_report(
     else:
         fix = {EXIT_STOPPED: "Fix that, then resume", EXIT_JOURNAL: "Free some space, then resume"}
         lines.append(f"{fix.get(summary.stop_code, 'To resume')}: {command}")
+        if _KEY_SHOWN in command:
+            lines.append(f"(the API key is not shown: set ${API_KEY_ENV} to it, then run that)")
     return lines
+
+
+_KEY_OPTION = "--api-key"
+_KEY_SHOWN = f'"${API_KEY_ENV}"'  # left to the shell to expand, never the key itself
+
+
+def _shell_command(argv: list[str]) -> str:
+    """``argv`` for a shell, with the value of ``--api-key`` (either spelling) masked."""
+    words: list[str] = []
+    masked = False
+    for arg in argv:
+        if masked:
+            words.append(_KEY_SHOWN)
+        elif arg.startswith(_KEY_OPTION + "="):
+            words.append(f"{_KEY_OPTION}={_KEY_SHOWN}")
+        else:
+            words.append(shlex.quote(arg))
+        masked = arg == _KEY_OPTION and not masked
+    return " ".join(words)
 
 
 def _lines(lines: list[int], most: int = 30) -> str:

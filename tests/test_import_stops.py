@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from close_async import AsyncCloseClient, RedirectError
-from close_async._importer import run_import
+from close_async._importer import ImportSummary, run_import, stop_report
 from close_async._journal import Journal
 
 from .wire import Ending, Wire
@@ -97,3 +97,19 @@ async def test_a_429_asking_longer_than_max_retry_wait_stops_and_the_rerun_sends
         notes = sorted(msgspec.json.decode(r.body)["note"] for r in server.processed)
     assert (again.exit_code, again.created, again.unknown) == (0, 300, [])
     assert notes == sorted(f"row-{i}" for i in range(300))  # each once, none lost
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["import", "in.csv", "--api-key", "sk_secret_1", "--journal", "j.jsonl"],
+        ["--api-key=sk_secret_1", "import", "in.csv", "--journal", "j.jsonl"],
+    ],
+)
+def test_the_resume_command_never_shows_the_api_key(argv: list[str]) -> None:
+    summary = ImportSummary(stopped="interrupted by SIGTERM", stop_code=130, created=1)
+    text = "\n".join(stop_report(summary, journal=Path("j.jsonl"), argv=argv))
+    assert "sk_secret_1" not in text
+    assert '--api-key "$CLOSE_API_KEY"' in text or '--api-key="$CLOSE_API_KEY"' in text
+    assert "$CLOSE_API_KEY" in text.splitlines()[-1]
+    assert "import in.csv" in text

@@ -14,8 +14,9 @@ import dataclasses
 import functools
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from types import TracebackType
+from typing import TypeVar
 
 import aiohttp
 
@@ -29,6 +30,8 @@ from ._ratelimit import RateLimitInfo, parse_rate_limit, retry_after
 from ._redact import redact_error
 from ._retry import RetryPolicy
 from ._slots import Slots
+
+T = TypeVar("T")
 
 
 class AsyncCloseClient:
@@ -100,6 +103,7 @@ class AsyncCloseClient:
         self._closer: AsyncGenerator[None, None] | None = None
         self._keepalive = KeepAlive()
         self._closed = False
+        self._wakers: set[asyncio.Future[None]] = set()  # see _unless_closed
         self._headers = {
             "Authorization": self._authorization,
             "User-Agent": const.USER_AGENT,
@@ -132,6 +136,9 @@ class AsyncCloseClient:
         Requests still waiting (for a connection slot, the limiter or the pacer) then fail with
         ``CloseError``; ``create_many`` still returns one result per item."""
         self._closed = True
+        for waker in self._wakers:
+            if not waker.done():
+                waker.set_result(None)
         session, self._session = self._session, None
         closer, self._closer = self._closer, None
         if closer is not None:
@@ -142,6 +149,26 @@ class AsyncCloseClient:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    async def _unless_closed(self, waiting: Awaitable[T], what: str) -> T:
+        """``await waiting``, unless ``aclose()`` comes first: it is then cancelled and this
+        raises ``CloseError`` (nothing was sent). For waits only (a slot, the pacer, a retry's
+        sleep): a request on the wire is left to finish or fail on its own."""
+        task = asyncio.ensure_future(waiting)
+        waker = asyncio.get_running_loop().create_future()
+        self._wakers.add(waker)
+        try:
+            await asyncio.wait((task, waker), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # we were cancelled: so is the wait
+            task.cancel()
+            raise
+        finally:
+            self._wakers.discard(waker)
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise CloseError(f"the AsyncCloseClient was closed while this request {what}")
+        return task.result()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -203,22 +230,31 @@ class AsyncCloseClient:
         except CloseError as exc:
             first: CloseError = redact_error(exc, self._authorization)
         replayed = False
+        last = first
 
         async def attempt() -> bytes:
-            nonlocal replayed
+            nonlocal replayed, last
             if not replayed:  # tenacity's attempt 1 is the failure we already had
                 replayed = True
                 raise first
             try:
                 return await self._attempt(method, url, body, group, on_send, on_sent)
             except CloseError as exc:  # redacted before the retry log or the caller sees it
-                redact_error(exc, self._authorization)
+                last = redact_error(exc, self._authorization)
+                raise
+
+        async def sleep(seconds: float) -> None:
+            why = f"waited to be retried (its last attempt: {last.message})"
+            try:
+                await self._unless_closed(asyncio.sleep(seconds), why)
+            except CloseError as exc:  # that attempt may have gone through (retry_unknown)
+                exc.may_have_succeeded = last.may_have_succeeded
                 raise
 
         policy = self.retry_policy
         if method in IDEMPOTENT_METHODS:  # repeating it is harmless, whatever happened
             policy = dataclasses.replace(policy, retry_unknown_outcome=True)
-        result: bytes = await policy.retrying(started)(attempt)
+        result: bytes = await policy.retrying(started, sleep)(attempt)
         return result
 
     async def _attempt(
@@ -233,7 +269,7 @@ class AsyncCloseClient:
         self._get_session()  # a closed client fails before waiting for anything
         slots = self._slots
         if not slots.try_take():
-            await slots.take()
+            await self._unless_closed(slots.take(), "waited for a connection: not sent")
         try:
             if self.limiter is not None:
                 await self.limiter.acquire()
@@ -241,7 +277,10 @@ class AsyncCloseClient:
             ticket = 0
             if window is not None:
                 granted = window.try_acquire()  # no coroutine when the window has room
-                ticket = await window.acquire() if granted is None else granted
+                if granted is None:
+                    turn = window.acquire()
+                    granted = await self._unless_closed(turn, "waited its turn: not sent")
+                ticket = granted
             status: int | None = None
             headers: Mapping[str, str] = {}
             payload = b""

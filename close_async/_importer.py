@@ -23,7 +23,7 @@ import io
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,12 +211,21 @@ async def run_import(
 
     failures = 0
 
-    async def consume() -> None:
+    # Results a worker has in hand but consume has not taken yet (in run_pool's queue, or a
+    # worker waiting to put one there): a hard cut cancels consume, and these are still known.
+    finished: dict[int, Opportunity | CloseError] = {}
+
+    async def consume(results: AsyncIterator[tuple[int, Any]] | None = None) -> None:
         nonlocal failures
-        stream = client.opportunities.stream_create(
-            to_send(), concurrency=concurrency, on_send=sending, on_sent=sent
+        stream = results or client.opportunities.stream_create(
+            to_send(),
+            concurrency=concurrency,
+            on_send=sending,
+            on_sent=sent,
+            on_result=finished.__setitem__,
         )
         async for index, result in stream:
+            finished.pop(index, None)
             row = pending.pop(index)
             if tracker is not None:
                 tracker.finished(row.line)
@@ -260,6 +269,7 @@ async def run_import(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                await consume(_each(sorted(finished.items())))  # answered: not "in flight"
                 for row in pending.values():
                     if tracker is None or tracker.left(row.line):
                         summary.in_flight.append(row.line)
@@ -277,6 +287,11 @@ async def run_import(
 
 
 _SENT = UNKNOWN_STATES | {DONE}
+
+
+async def _each(items: list[tuple[int, Any]]) -> AsyncIterator[tuple[int, Any]]:
+    for item in items:
+        yield item
 
 
 def journal_error(journal: Journal | None, line: int) -> str:

@@ -100,6 +100,7 @@ class Opportunities:
         response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
         on_send: Callable[[int], None] | None = None,
         on_sent: Callable[[int, bool], None] | None = None,
+        on_result: Callable[[int, OpportunityT | CloseError], None] | None = None,
     ) -> AsyncIterator[tuple[int, OpportunityT | CloseError]]:
         """Create one opportunity per item, yielding ``(index, result)`` as each finishes.
 
@@ -111,7 +112,9 @@ class Opportunities:
         what a journal needs to tell "never sent" from "outcome unknown"; then
         ``on_sent(index, True)`` once a body byte of that attempt is written to the socket, or
         ``on_sent(index, False)`` if the attempt ended having created nothing (never written,
-        or a 429).
+        or a 429). ``on_result(index, result)`` is called by the worker the moment an item's
+        result is known, before it waits its turn to be yielded: a consumer cancelled with
+        results still queued can still account for them.
 
         Nothing about one item stops the others (an exception outside the error tree becomes
         that item's ``CloseError``), except a 401 or 402, which holds for the whole organization:
@@ -144,7 +147,14 @@ class Opportunities:
             except Exception as exc:
                 return self._unexpected(exc, sent=gate.sent)
 
-        return run_pool(items, work, concurrency=concurrency)
+        async def work_and_tell(index: int, item: Item) -> OpportunityT | CloseError:
+            result = await work(index, item)
+            assert on_result is not None
+            on_result(index, result)
+            return result
+
+        job = work if on_result is None else work_and_tell
+        return run_pool(items, job, concurrency=concurrency)
 
     async def create_many(
         self,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
-from close_async import AsyncCloseClient, RedirectError
-from close_async._importer import ImportSummary, run_import, stop_report
+from close_async import AsyncCloseClient, Opportunity, RedirectError
+from close_async._importer import ImportSummary, Stop, run_import, stop_report
 from close_async._journal import Journal
 
 from .wire import Ending, Wire
@@ -113,3 +116,46 @@ def test_the_resume_command_never_shows_the_api_key(argv: list[str]) -> None:
     assert '--api-key "$CLOSE_API_KEY"' in text or '--api-key="$CLOSE_API_KEY"' in text
     assert "$CLOSE_API_KEY" in text.splitlines()[-1]
     assert "import in.csv" in text
+
+
+async def test_rows_whose_answer_was_in_hand_at_a_hard_cut_are_recorded_not_unknown(
+    tmp_path: Path,
+) -> None:
+    async with Wire() as server:
+        async with AsyncCloseClient("key", base_url=server.base_url) as close:
+            real = close.opportunities.stream_create
+            stop = Stop()
+
+            async def held(items: Any, **options: Any) -> AsyncIterator[Any]:
+                # The real pool, whose answers never reach the consumer: as when they sit in
+                # run_pool's queue (or a worker waits to put one there) as the cut comes.
+                async for _ in real(items, **options):
+                    pass
+                stop("SIGTERM")
+                stop("SIGTERM")  # the second signal: cut at once
+                await asyncio.Event().wait()
+                yield  # pragma: no cover
+
+            close.opportunities.stream_create = held  # type: ignore[method-assign]
+            with Journal(tmp_path / "j.jsonl") as journal:
+                summary = await run_import(
+                    close, rows(tmp_path, 3), journal=journal, concurrency=3, stop=stop
+                )
+        assert len(server.processed) == 3  # the server's record: all three were created
+    assert summary.exit_code == 130
+    assert (summary.created, summary.unknown, summary.in_flight) == (3, [], [])
+
+
+async def test_stream_create_tells_each_result_as_the_worker_has_it() -> None:
+    told: dict[int, Any] = {}
+    async with Wire() as server:
+        async with AsyncCloseClient("key", base_url=server.base_url) as close:
+            stream = close.opportunities.stream_create(
+                [{"lead_id": "lead_1"}] * 5, concurrency=5, on_result=told.__setitem__
+            )
+            await stream.__anext__()
+            await asyncio.sleep(0.3)  # the other four finish and wait in the queue
+            await stream.aclose()  # type: ignore[attr-defined]
+        assert len(server.processed) == 5
+    assert sorted(told) == [0, 1, 2, 3, 4]
+    assert all(isinstance(r, Opportunity) for r in told.values())

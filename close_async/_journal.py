@@ -15,9 +15,10 @@ import died while the request was out) and ``unknown`` rows are not sent again u
 everything else is sent. The digest of each row's text guards against a journal used with a
 different file (checked for every row before anything is sent).
 
-One import at a time: a lock file beside the journal (``J.lock``) is held with ``flock`` for the
-whole run and names the holder (pid, host). The kernel drops the lock when its process dies, even
-by SIGKILL, so a stale lock file never blocks. (``flock`` is not reliable on NFS.)
+One import at a time: the journal file itself is held with ``flock`` for the whole run (so a
+symlink or hard link to it is refused too), and ``J.lock`` beside it names the holder (pid,
+host). The kernel drops the lock when its process dies, even by SIGKILL, so a stale lock file
+never blocks. (``flock`` is not reliable on NFS.)
 
 Memory on resume: one byte of state, 8 bytes of digest and 4 bytes of "last record" per line,
 in flat arrays (200,000 rows: 2.4 MB), never a dict of row objects.
@@ -301,23 +302,29 @@ def is_disk_full(exc: BaseException | None) -> bool:
 
 
 def _lock(journal: Path) -> int:
-    """Hold ``journal.lock`` for this process, or raise naming the holder."""
+    """Hold a ``flock`` on the journal file itself for this process, or raise naming the holder.
+
+    The lock is on the file (its inode), not on a spelling of its path: a symlink or a hard link
+    to a journal in use is refused too. Who holds it is written beside the resolved path."""
     if fcntl is None:  # pragma: no cover
         return -1
-    path = journal.with_name(journal.name + ".lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(journal, os.O_RDWR | os.O_CREAT, 0o644)
+    info = journal.resolve().with_name(journal.resolve().name + ".lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        holder = os.pread(fd, 400, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
+        try:
+            holder = info.read_text(errors="replace").strip()[:400] or "another process"
+        except OSError:
+            holder = "another process"
         raise JournalLockedError(
             f"the journal {journal} is in use by another import ({holder}): two imports on one"
             " journal would send rows twice. Wait for it to finish, or stop it."
         ) from None
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n".encode(), 0)
+    with contextlib.suppress(OSError):  # only says who holds the lock
+        info.write_text(f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n")
     return fd
 
 

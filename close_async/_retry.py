@@ -23,8 +23,10 @@ per-call state on it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import tenacity
@@ -116,9 +118,14 @@ class RetryPolicy:
         )
         return float(backoff(state))
 
-    def retrying(self, started: float | None = None) -> tenacity.AsyncRetrying:
+    def retrying(
+        self,
+        started: float | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> tenacity.AsyncRetrying:
         """A fresh retrying object. ``started`` (``time.monotonic()``) is when the first attempt
-        began, if it ran before this object existed: the deadline counts from there."""
+        began, if it ran before this object existed: the deadline counts from there. ``sleep``
+        replaces ``asyncio.sleep`` between attempts (the client's ends at ``aclose()``)."""
         counts = _Counts(self)
         stop: tenacity.stop.stop_base = counts
         if self.deadline is not None:
@@ -129,6 +136,7 @@ class RetryPolicy:
             retry=tenacity.retry_if_exception(self.should_retry),
             before_sleep=_log_retry,
             reraise=True,
+            sleep=asyncio.sleep if sleep is None else sleep,
         )
 
 

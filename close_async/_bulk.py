@@ -193,7 +193,7 @@ class Gate:
     def __init__(
         self,
         batch: Batch,
-        hook: Callable[[int], None] | None,
+        hook: Callable[[int], Awaitable[None] | None] | None,
         index: int,
         on_sent: Callable[[int, bool], None] | None = None,
     ) -> None:
@@ -204,13 +204,13 @@ class Gate:
         self.refused: APIStatusError | None = None
         self.sent = False
 
-    def __call__(self) -> None:
+    def __call__(self) -> Awaitable[None] | None:
         if self.batch.refused is not None:
             self.refused = self.batch.refusal()
             raise self.refused
-        if self.hook is not None:
-            self.hook(self.index)
+        pending = self.hook(self.index) if self.hook is not None else None
         self.sent = True
+        return pending
 
     def attempt_sent(self, sent: bool) -> None:
         """The client's word on the current attempt (see ``AsyncCloseClient.request``)."""

@@ -212,12 +212,13 @@ class AsyncCloseClient:
         body: bytes,
         *,
         group: str,
-        on_send: Callable[[], None] | None = None,
+        on_send: Callable[[], Awaitable[None] | None] | None = None,
         on_sent: Callable[[bool], None] | None = None,
     ) -> bytes:
         """Send one API request with retries, pacing and limits; the body of the 2xx response.
 
-        ``on_send()`` runs before each attempt goes on the wire (after every wait);
+        ``on_send()`` runs before each attempt goes on the wire (after every wait); if it
+        returns an awaitable, the attempt waits for it (the journal's fsync, with ``--fsync``);
         ``on_sent(True)`` when a body byte of it is handed to the socket, ``on_sent(False)`` when
         the attempt ended having created nothing (never written, or answered 429): the client's
         one definition of "the request left", which the import's journal uses."""
@@ -263,7 +264,7 @@ class AsyncCloseClient:
         url: str,
         body: bytes,
         group: str,
-        on_send: Callable[[], None] | None,
+        on_send: Callable[[], Awaitable[None] | None] | None,
         on_sent: Callable[[bool], None] | None = None,
     ) -> bytes:
         self._get_session()  # a closed client fails before waiting for anything
@@ -287,9 +288,11 @@ class AsyncCloseClient:
             info: RateLimitInfo | None = None
             wait: float | None = None
             try:
-                session = self._get_session()  # the client may have closed during the waits
                 if on_send is not None:
-                    on_send()  # its own errors surface as they are: nothing was sent
+                    pending = on_send()  # its own errors surface as they are: nothing was sent
+                    if pending is not None:
+                        await pending
+                session = self._get_session()  # the client may have closed during the waits
                 wrote: list[bool] = []  # RequestBody's "a body byte was written", per attempt
                 on_write = None if on_sent is None else functools.partial(_wrote, wrote, on_sent)
                 status, headers, payload, failure = await exchange(

@@ -23,7 +23,7 @@ import io
 import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,14 +196,16 @@ async def run_import(
         summary.seconds = asyncio.get_running_loop().time() - started
         return summary
 
-    def sending(index: int) -> None:
+    def sending(index: int) -> Awaitable[None] | None:
         if summary.stopped is not None or (stop is not None and stop.reason is not None):
             raise _NotSent("the import is stopping: not sent")
         row = pending[index]
-        if journal is not None:
-            journal.record(row.line, "sending", digest=row.digest)  # raises if the disk is full
         if tracker is not None:
             tracker.leaving(row.line)
+        if journal is None:
+            return None
+        journal.record(row.line, "sending", digest=row.digest)  # raises if the disk is full
+        return journal.durable()  # --fsync: the request leaves once "sending" is on disk
 
     def sent(index: int, was_sent: bool) -> None:
         if tracker is not None:

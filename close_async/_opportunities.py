@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -98,7 +98,7 @@ class Opportunities:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
-        on_send: Callable[[int], None] | None = None,
+        on_send: Callable[[int], Awaitable[None] | None] | None = None,
         on_sent: Callable[[int, bool], None] | None = None,
         on_result: Callable[[int, OpportunityT | CloseError], None] | None = None,
     ) -> AsyncIterator[tuple[int, OpportunityT | CloseError]]:
@@ -184,7 +184,7 @@ class Opportunities:
         item: CreateOpportunity,
         *,
         response_type: type[OpportunityT],
-        on_send: Callable[[], None] | None = None,
+        on_send: Callable[[], Awaitable[None] | None] | None = None,
         on_sent: Callable[[bool], None] | None = None,
     ) -> OpportunityT:
         """Encode, send with retries, decode: the create pipeline shared by create and bulk."""

@@ -152,7 +152,7 @@ class Window:
         reported = info is not None and info.remaining is not None and info.reset is not None
         if reported:
             assert info is not None
-            self._learn(ticket, info, sent, now)
+            self._learn(ticket, info, sent, now, admitted=status != 429)
             if not self.fixed and self.limit:
                 self.slots.answered(now, self.limit, admitted=status != 429)
                 before = bisect.bisect_left(self._in_flight, ticket)
@@ -189,7 +189,9 @@ class Window:
                 self._end_lo = min(self._end_lo or until, until)
         self._wake()
 
-    def _learn(self, ticket: int, info: RateLimitInfo, sent: float, now: float) -> None:
+    def _learn(
+        self, ticket: int, info: RateLimitInfo, sent: float, now: float, *, admitted: bool
+    ) -> None:
         limit, remaining, reset = info.limit, info.remaining, info.reset
         assert remaining is not None
         assert reset is not None
@@ -215,9 +217,10 @@ class Window:
                 self.available, self._end_lo, self.reset_at = fresh, lo, hi
                 return
             passed_lo, passed_hi = self._passed
-            if sent >= passed_hi and self.refills and not self.fixed:
-                # Sent after the roll: a fixed window would have refilled and would report an
-                # end a window on. Far less room, or an end that soon: sliding, or a bucket.
+            if admitted and sent >= passed_hi and self.refills and not self.fixed:
+                # Admitted, sent after the roll: a fixed window would have refilled, its end a
+                # window on. Far less room, or an end that soon: sliding, or a bucket. (A 429
+                # says only that someone filled it: with headers only on 429s, all do.)
                 if estimate < (self.available + 1) // 2 or hi < passed_lo + self._window_len:
                     self._not_fixed()
                 else:
@@ -237,7 +240,8 @@ class Window:
         elif lo > self.reset_at:  # certainly a later window than ours
             # A window that moves on before we roll, nearly spent, report after report: no
             # fixed window ends that often (a token bucket's reset is the time until it is full).
-            self._moved_on = self._moved_on + 1 if estimate < (self.limit + 1) // 2 else 0
+            spent = admitted and estimate < (self.limit + 1) // 2
+            self._moved_on = self._moved_on + 1 if spent else 0
             if self.refills and not self.fixed and self._moved_on >= _MOVED_ON:
                 self._not_fixed()
             self._bound_window(hi - self._end_lo)

@@ -92,6 +92,25 @@ async def test_a_report_after_the_first_roll_showing_no_refill_paces_by_slots(
     await cancel_all(waiters)
 
 
+async def test_a_429_after_the_first_roll_decides_nothing(clock: FakeClock) -> None:
+    # With headers only on 429s every report says "spent": that is no sign of a sliding window.
+    w = Window("g")
+    waiters, first = await first_roll(w, clock)
+    w.release(first, report(0, 0.99, 4), status=429, pause=None)
+    assert (w.fixed, w.refills) == (False, True)
+    await cancel_all(waiters)
+
+
+async def test_429s_of_ever_later_windows_show_no_token_bucket(clock: FakeClock) -> None:
+    w = Window("g")
+    await learned(w, clock, limit=10, remaining=9, reset=0.05)
+    tickets = [await w.acquire() for _ in range(9)]
+    for i, ticket in enumerate(tickets[:3]):
+        await clock.advance(0.01)
+        w.release(ticket, report(0, 0.7 + 0.1 * i, 10), status=429, pause=0.7 + 0.1 * i)
+    assert w.refills
+
+
 async def test_reports_of_ever_later_windows_nearly_spent_show_a_token_bucket(
     clock: FakeClock,
 ) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import faulthandler
 import logging
 import math
 import sys
@@ -71,6 +72,10 @@ class Result:
     faults_hit: int
     errors: dict[str, int]
     target: str  # close-async only: "met" or what is missed
+
+
+class Stalled(Exception):
+    """A create still pending ``--stall-after`` seconds after the fan-out started."""
 
 
 class ServerThread:
@@ -214,8 +219,13 @@ async def run_close_async(host: ServerThread, server: FakeCloseServer, name: str
             inject_faults(server, args.faults, args.n), host.loop
         )
         start = time.monotonic()
-        outcomes = await asyncio.gather(*creates, return_exceptions=True)
+        tasks = [asyncio.ensure_future(create) for create in creates]
+        _, stalled = await asyncio.wait(tasks, timeout=args.stall_after)
         end = time.monotonic()
+        for task in stalled:  # a hang is reported as one, not waited out
+            task.cancel()
+        await asyncio.gather(*stalled, return_exceptions=True)
+        outcomes = [Stalled() if t in stalled else t.exception() or t.result() for t in tasks]
         injector.cancel()
     finally:
         for client in clients:
@@ -256,6 +266,8 @@ def run_model(host: ServerThread, name: str, window: float, args: argparse.Names
     server = FakeCloseServer(rate_limit=model, hang_seconds=HANG_SECONDS)
     host.run(server.start())
     results = []
+    # Should anything else hang (not a create), say where on stderr instead of waiting mutely.
+    faulthandler.dump_traceback_later(len(args.clients) * (args.stall_after + 60))
     try:
         for client in args.clients:  # one after the other, never overlapping
             if client == "closeio":
@@ -264,6 +276,7 @@ def run_model(host: ServerThread, name: str, window: float, args: argparse.Names
                 results.append(asyncio.run(run_close_async(host, server, name, args)))
     finally:
         host.run(server.close())
+        faulthandler.cancel_dump_traceback_later()
     return results
 
 
@@ -314,12 +327,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--faults", type=parse_faults, default=[], help="e.g. drop:3,504:3")
     parser.add_argument("--quick", action="store_true", help="CI smoke: n=40, W=0.1, 3 models")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON here")
+    parser.add_argument("--stall-after", type=float, help="s; default 60 + 5 n / rate")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.windows = 40, "0.1"
         if args.models == ",".join(MODELS):
             args.models = ",".join(QUICK_MODELS)
+    if args.stall_after is None:  # close-async creates still pending then count as Stalled
+        args.stall_after = 60 + 5 * args.n / args.rate
     args.clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     windows = [float(w) for w in args.windows.split(",") if w.strip()]

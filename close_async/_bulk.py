@@ -26,6 +26,7 @@ from ._exceptions import (
     CloseError,
     InvalidInputError,
     PermissionDeniedError,
+    RedirectError,
 )
 from .models import AttachmentIn, CreateOpportunity
 
@@ -148,7 +149,8 @@ class _Failed:
 class Batch:
     """What the items of one bulk call share: whether the organization itself was refused.
 
-    A 401 (the key is refused) or a 402 (the plan does not allow it) holds for every item: once one
+    A 401 (the key is refused), a 402 (the plan does not allow it) or a redirect (the base URL
+    points elsewhere: never followed, so every item would get it) holds for every item: once one
     comes back, each item not yet sent fails with a copy of it (``may_have_succeeded`` False)
     instead of sending thousands of requests that would all be refused the same way: at once if
     it had not started, at its turn if it was waiting for a limiter. Items already in flight
@@ -177,7 +179,7 @@ class Batch:
 
 
 def _org_wide(error: CloseError) -> bool:
-    return isinstance(error, AuthenticationError) or (
+    return isinstance(error, (AuthenticationError, RedirectError)) or (
         isinstance(error, PermissionDeniedError) and error.status_code == 402
     )
 
@@ -187,22 +189,34 @@ class Gate:
     leaves (after every wait), it refuses to send once the batch was refused, and records
     whether the request may have left (for an honest ``may_have_succeeded``)."""
 
-    __slots__ = ("batch", "hook", "index", "refused", "sent")
+    __slots__ = ("batch", "hook", "index", "on_sent", "refused", "sent")
 
-    def __init__(self, batch: Batch, hook: Callable[[int], None] | None, index: int) -> None:
+    def __init__(
+        self,
+        batch: Batch,
+        hook: Callable[[int], Awaitable[None] | None] | None,
+        index: int,
+        on_sent: Callable[[int, bool], None] | None = None,
+    ) -> None:
         self.batch = batch
         self.hook = hook
         self.index = index
+        self.on_sent = on_sent
         self.refused: APIStatusError | None = None
         self.sent = False
 
-    def __call__(self) -> None:
+    def __call__(self) -> Awaitable[None] | None:
         if self.batch.refused is not None:
             self.refused = self.batch.refusal()
             raise self.refused
-        if self.hook is not None:
-            self.hook(self.index)
+        pending = self.hook(self.index) if self.hook is not None else None
         self.sent = True
+        return pending
+
+    def attempt_sent(self, sent: bool) -> None:
+        """The client's word on the current attempt (see ``AsyncCloseClient.request``)."""
+        if self.on_sent is not None:
+            self.on_sent(self.index, sent)
 
 
 def unexpected(exc: Exception, *, sent: bool) -> CloseError:

@@ -34,7 +34,7 @@ from ._constants import (
     DEFAULT_CONCURRENCY,
     __version__,
 )
-from ._progress import Progress
+from ._progress import Progress, terminal_width
 from ._serve import fake_server
 
 if TYPE_CHECKING:
@@ -318,6 +318,7 @@ async def _import(
     stop = Stop()
     journal = None
     output: Any = None
+    ran = False
     with stop.on_signals():
         try:
             check_paths(file, journal_path, output_path)
@@ -347,6 +348,7 @@ async def _import(
                     )  # fmt: skip
             finally:
                 progress.finish()
+            ran = True
         except (PreflightError, JournalLockedError, InvalidInputError) as exc:
             click.echo(f"error: {exc}", err=True)
             return 2
@@ -361,14 +363,14 @@ async def _import(
             return 1
         finally:
             if journal is not None:
+                if ran and output_path is not None:
+                    try:  # under the lock: no other import appends while we read
+                        journal.export(output_path)  # every row's outcome, earlier runs' too
+                    except OSError as exc:
+                        click.echo(f"error: cannot write --output {output_path}: {exc}", err=True)
                 journal.close()
             if output is not None:
                 output.close()
-    if journal is not None and output_path is not None:
-        try:
-            journal.export(output_path)  # every row's outcome, earlier runs' included
-        except OSError as exc:
-            click.echo(f"error: cannot write --output {output_path}: {exc}", err=True)
     json_summary = bool(_option("json"))
     if json_summary:
         click.echo(summary_json(summary, dry_run=dry_run, journal=journal_path))
@@ -399,7 +401,7 @@ def print_summary(
 ) -> None:
     """The human summary, rows in line order, wrapped to the terminal's width (if it is one)."""
     stream = sys.stderr if err else sys.stdout
-    width = shutil.get_terminal_size().columns - 1 if stream.isatty() else 0
+    width = terminal_width(stream) - 1 if stream.isatty() else 0
 
     def echo(text: str) -> None:
         if width and len(text) > width:  # continuation lines indented under the text

@@ -11,10 +11,12 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import functools
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from types import TracebackType
+from typing import TypeVar
 
 import aiohttp
 
@@ -28,6 +30,8 @@ from ._ratelimit import RateLimitInfo, parse_rate_limit, retry_after
 from ._redact import redact_error
 from ._retry import RetryPolicy
 from ._slots import Slots
+
+T = TypeVar("T")
 
 
 class AsyncCloseClient:
@@ -99,6 +103,7 @@ class AsyncCloseClient:
         self._closer: AsyncGenerator[None, None] | None = None
         self._keepalive = KeepAlive()
         self._closed = False
+        self._wakers: set[asyncio.Future[None]] = set()  # see _unless_closed
         self._headers = {
             "Authorization": self._authorization,
             "User-Agent": const.USER_AGENT,
@@ -131,6 +136,9 @@ class AsyncCloseClient:
         Requests still waiting (for a connection slot, the limiter or the pacer) then fail with
         ``CloseError``; ``create_many`` still returns one result per item."""
         self._closed = True
+        for waker in self._wakers:
+            if not waker.done():
+                waker.set_result(None)
         session, self._session = self._session, None
         closer, self._closer = self._closer, None
         if closer is not None:
@@ -141,6 +149,26 @@ class AsyncCloseClient:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    async def _unless_closed(self, waiting: Awaitable[T], what: str) -> T:
+        """``await waiting``, unless ``aclose()`` comes first: it is then cancelled and this
+        raises ``CloseError`` (nothing was sent). For waits only (a slot, the pacer, a retry's
+        sleep): a request on the wire is left to finish or fail on its own."""
+        task = asyncio.ensure_future(waiting)
+        waker = asyncio.get_running_loop().create_future()
+        self._wakers.add(waker)
+        try:
+            await asyncio.wait((task, waker), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # we were cancelled: so is the wait
+            task.cancel()
+            raise
+        finally:
+            self._wakers.discard(waker)
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise CloseError(f"the AsyncCloseClient was closed while this request {what}")
+        return task.result()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -184,34 +212,50 @@ class AsyncCloseClient:
         body: bytes,
         *,
         group: str,
-        on_send: Callable[[], None] | None = None,
+        on_send: Callable[[], Awaitable[None] | None] | None = None,
+        on_sent: Callable[[bool], None] | None = None,
     ) -> bytes:
-        """Send one API request with retries, pacing and limits; the body of the 2xx response."""
+        """Send one API request with retries, pacing and limits; the body of the 2xx response.
+
+        ``on_send()`` runs before each attempt goes on the wire (after every wait); if it
+        returns an awaitable, the attempt waits for it (the journal's fsync, with ``--fsync``);
+        ``on_sent(True)`` when a body byte of it is handed to the socket, ``on_sent(False)`` when
+        the attempt ended having created nothing (never written, or answered 429): the client's
+        one definition of "the request left", which the import's journal uses."""
         url = self.base_url + path
         started = time.monotonic()
         try:
             # Most requests succeed at once: only a failure pays for building the retry machinery
             # (tenacity's per-call set-up is most of a request's client-side cost otherwise).
-            return await self._attempt(method, url, body, group, on_send)
+            return await self._attempt(method, url, body, group, on_send, on_sent)
         except CloseError as exc:
             first: CloseError = redact_error(exc, self._authorization)
         replayed = False
+        last = first
 
         async def attempt() -> bytes:
-            nonlocal replayed
+            nonlocal replayed, last
             if not replayed:  # tenacity's attempt 1 is the failure we already had
                 replayed = True
                 raise first
             try:
-                return await self._attempt(method, url, body, group, on_send)
+                return await self._attempt(method, url, body, group, on_send, on_sent)
             except CloseError as exc:  # redacted before the retry log or the caller sees it
-                redact_error(exc, self._authorization)
+                last = redact_error(exc, self._authorization)
+                raise
+
+        async def sleep(seconds: float) -> None:
+            why = f"waited to be retried (its last attempt: {last.message})"
+            try:
+                await self._unless_closed(asyncio.sleep(seconds), why)
+            except CloseError as exc:  # that attempt may have gone through (retry_unknown)
+                exc.may_have_succeeded = last.may_have_succeeded
                 raise
 
         policy = self.retry_policy
         if method in IDEMPOTENT_METHODS:  # repeating it is harmless, whatever happened
             policy = dataclasses.replace(policy, retry_unknown_outcome=True)
-        result: bytes = await policy.retrying(started)(attempt)
+        result: bytes = await policy.retrying(started, sleep)(attempt)
         return result
 
     async def _attempt(
@@ -220,12 +264,13 @@ class AsyncCloseClient:
         url: str,
         body: bytes,
         group: str,
-        on_send: Callable[[], None] | None,
+        on_send: Callable[[], Awaitable[None] | None] | None,
+        on_sent: Callable[[bool], None] | None = None,
     ) -> bytes:
         self._get_session()  # a closed client fails before waiting for anything
         slots = self._slots
         if not slots.try_take():
-            await slots.take()
+            await self._unless_closed(slots.take(), "waited for a connection: not sent")
         try:
             if self.limiter is not None:
                 await self.limiter.acquire()
@@ -233,16 +278,23 @@ class AsyncCloseClient:
             ticket = 0
             if window is not None:
                 granted = window.try_acquire()  # no coroutine when the window has room
-                ticket = await window.acquire() if granted is None else granted
+                if granted is None:
+                    turn = window.acquire()
+                    granted = await self._unless_closed(turn, "waited its turn: not sent")
+                ticket = granted
             status: int | None = None
             headers: Mapping[str, str] = {}
             payload = b""
             info: RateLimitInfo | None = None
             wait: float | None = None
             try:
-                session = self._get_session()  # the client may have closed during the waits
                 if on_send is not None:
-                    on_send()  # its own errors surface as they are: nothing was sent
+                    pending = on_send()  # its own errors surface as they are: nothing was sent
+                    if pending is not None:
+                        await pending
+                session = self._get_session()  # the client may have closed during the waits
+                wrote: list[bool] = []  # RequestBody's "a body byte was written", per attempt
+                on_write = None if on_sent is None else functools.partial(_wrote, wrote, on_sent)
                 status, headers, payload, failure = await exchange(
                     session,
                     method,
@@ -252,7 +304,10 @@ class AsyncCloseClient:
                     timeout=self._client_timeout,
                     keepalive=self._keepalive,
                     max_refusals=self._max_connections,
+                    on_write=on_write,
                 )
+                if on_sent is not None and (status == 429 or (status is None and not wrote)):
+                    on_sent(False)
                 if failure is not None and self._closed and status is None:
                     failure = CloseError(
                         f"the AsyncCloseClient was closed while this request was in flight "
@@ -274,13 +329,18 @@ class AsyncCloseClient:
         assert status is not None  # exchange() either answered or returned its failure
         if 200 <= status < 300:
             return payload
-        raise response_error(status, headers, payload, method=method, retry_after=wait)
+        raise response_error(status, headers, payload, method=method, retry_after=wait, url=url)
 
     async def _share_pause(self, seconds: float | None) -> None:
         """Tell a limiter that can pause (a shared one, say) that the window is spent."""
         pause = getattr(self.limiter, "pause", None)
         if pause is not None and seconds is not None and seconds > 0:
             await pause(seconds)
+
+
+def _wrote(wrote: list[bool], on_sent: Callable[[bool], None]) -> None:
+    wrote.append(True)
+    on_sent(True)
 
 
 async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:

@@ -5,8 +5,10 @@ stays flat however long it is. A bad row (bad cell, a cell over csv's 128 KiB li
 nested too deep, a NUL byte, bytes not in the encoding) is reported with its line; the others go
 through. The run stops early, sending nothing more, when:
 
-- the server refuses the API key (401) or the plan (402), or cannot be reached at all: one
-  message instead of one per row (exit 3);
+- the server refuses the API key (401) or the plan (402), redirects (the base URL is wrong),
+  asks (429) for a longer wait than the client's ``max_retry_wait``, or cannot be reached at
+  all: one message instead of one per row (exit 3); a row held back by a 429 is ``waiting``,
+  sent by the re-run;
 - the journal cannot be written (disk full): exit 4; what was not recorded is listed;
 - ``stop`` is triggered (Ctrl-C, SIGTERM): exit 130. Requests already out get ``grace`` seconds
   to finish (a second signal cuts it short); rows still queued are not sent; the rows whose
@@ -21,7 +23,7 @@ import io
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,14 @@ import msgspec
 from ._bulk import to_create
 from ._client import AsyncCloseClient
 from ._constants import API_KEY_ENV
-from ._exceptions import APIConnectionError, AuthenticationError, CloseError, InvalidInputError
+from ._exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    CloseError,
+    InvalidInputError,
+    RateLimitError,
+    RedirectError,
+)
 from ._import_trace import SendTracker
 from ._journal import DONE, UNKNOWN_STATES, Journal, JournalWriteError
 from ._rows import Row, read_rows, resolve_encoding
@@ -187,23 +196,38 @@ async def run_import(
         summary.seconds = asyncio.get_running_loop().time() - started
         return summary
 
-    def sending(index: int) -> None:
+    def sending(index: int) -> Awaitable[None] | None:
         if summary.stopped is not None or (stop is not None and stop.reason is not None):
             raise _NotSent("the import is stopping: not sent")
         row = pending[index]
-        if journal is not None:
-            journal.record(row.line, "sending", digest=row.digest)  # raises if the disk is full
         if tracker is not None:
             tracker.leaving(row.line)
+        if journal is None:
+            return None
+        journal.record(row.line, "sending", digest=row.digest)  # raises if the disk is full
+        return journal.durable()  # --fsync: the request leaves once "sending" is on disk
+
+    def sent(index: int, was_sent: bool) -> None:
+        if tracker is not None:
+            tracker.sent(pending[index].line, was_sent)
 
     failures = 0
 
-    async def consume() -> None:
+    # Results a worker has in hand but consume has not taken yet (in run_pool's queue, or a
+    # worker waiting to put one there): a hard cut cancels consume, and these are still known.
+    finished: dict[int, Opportunity | CloseError] = {}
+
+    async def consume(results: AsyncIterator[tuple[int, Any]] | None = None) -> None:
         nonlocal failures
-        stream = client.opportunities.stream_create(
-            to_send(), concurrency=concurrency, on_send=sending
+        stream = results or client.opportunities.stream_create(
+            to_send(),
+            concurrency=concurrency,
+            on_send=sending,
+            on_sent=sent,
+            on_result=finished.__setitem__,
         )
         async for index, result in stream:
+            finished.pop(index, None)
             row = pending.pop(index)
             if tracker is not None:
                 tracker.finished(row.line)
@@ -216,7 +240,12 @@ async def run_import(
             failures = failures + 1 if isinstance(result, APIConnectionError) else 0
             if reason is not None:
                 halt(reason, EXIT_STOPPED)
-            if reason is not None or (summary.stopped and _same_stop(result, summary.stopped)):
+            refused = reason is not None or bool(
+                summary.stopped and _same_stop(result, summary.stopped)
+            )
+            if refused and isinstance(result, RateLimitError):
+                summary.not_sent += 1  # the journal says "waiting" (on_sent): the re-run sends it
+            elif refused and not getattr(result, "may_have_succeeded", False):
                 summary.not_sent += 1  # refused like the rest: the journal says "failed"
                 note(row.line, "failed", error=str(result))
             else:
@@ -242,6 +271,7 @@ async def run_import(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                await consume(_each(sorted(finished.items())))  # answered: not "in flight"
                 for row in pending.values():
                     if tracker is None or tracker.left(row.line):
                         summary.in_flight.append(row.line)
@@ -261,6 +291,11 @@ async def run_import(
 _SENT = UNKNOWN_STATES | {DONE}
 
 
+async def _each(items: list[tuple[int, Any]]) -> AsyncIterator[tuple[int, Any]]:
+    for item in items:
+        yield item
+
+
 def journal_error(journal: Journal | None, line: int) -> str:
     error = journal.errors.get(line) if journal is not None else None
     return error or "unknown since an earlier run"
@@ -277,6 +312,15 @@ def _stop_reason(result: object, client: AsyncCloseClient, failures: int | None)
         return f"the server refused the API key ({result}): check ${API_KEY_ENV}"
     if getattr(result, "status_code", None) == 402:
         return f"the organization's plan refused the request ({result})"
+    cap = client.retry_policy.max_retry_wait
+    if isinstance(result, RateLimitError) and (result.retry_after or 0) > cap:
+        return (
+            f"the server asks to wait {result.retry_after:.0f} s before more requests (over"
+            f" the {cap:g} s the client waits out): run the same command again after that"
+        )
+    if isinstance(result, RedirectError):
+        to = _base_url(result.location or "", client.base_url)
+        return f"the base URL redirects to {to}: use --base-url {to}"
     connection = isinstance(result, APIConnectionError) and not result.may_have_succeeded
     if connection and (failures is None or failures + 1 >= _UNREACHABLE_AFTER):
         return f"cannot reach {client.base_url} ({result}): check --base-url"
@@ -285,11 +329,23 @@ def _stop_reason(result: object, client: AsyncCloseClient, failures: int | None)
 
 def _same_stop(result: object, stopped: str) -> bool:
     """A result that failed the way the stop said (the rest of the 401s): not listed per row."""
+    if isinstance(result, RedirectError):
+        return "the base URL redirects" in stopped
+    if isinstance(result, RateLimitError):
+        return "the server asks to wait" in stopped
     return (isinstance(result, AuthenticationError) and API_KEY_ENV in stopped) or (
         isinstance(result, APIConnectionError)
         and not result.may_have_succeeded
         and "cannot reach" in stopped
     )
+
+
+def _base_url(location: str, base_url: str) -> str:
+    """The base URL a redirect points to: ``location`` less the path we asked for under it."""
+    path = "opportunity/"  # the only endpoint the import uses
+    if location.endswith(path) and base_url.endswith("/"):
+        return location[: -len(path)]
+    return location or "(no Location)"
 
 
 def _record(
@@ -330,7 +386,7 @@ def stop_report(
         summary.not_sent
     )
     lines.append(f"{held}rows after line {summary.last_line}, if any, were not read.")
-    command = "close-async " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "close-async " + _shell_command(sys.argv[1:] if argv is None else argv)
     if journal is None and summary.created == 0 and not summary.in_flight:
         lines.append("Nothing was created: run the same command again once that is fixed.")
     elif journal is None:
@@ -341,7 +397,28 @@ def stop_report(
     else:
         fix = {EXIT_STOPPED: "Fix that, then resume", EXIT_JOURNAL: "Free some space, then resume"}
         lines.append(f"{fix.get(summary.stop_code, 'To resume')}: {command}")
+        if _KEY_SHOWN in command:
+            lines.append(f"(the API key is not shown: set ${API_KEY_ENV} to it, then run that)")
     return lines
+
+
+_KEY_OPTION = "--api-key"
+_KEY_SHOWN = f'"${API_KEY_ENV}"'  # left to the shell to expand, never the key itself
+
+
+def _shell_command(argv: list[str]) -> str:
+    """``argv`` for a shell, with the value of ``--api-key`` (either spelling) masked."""
+    words: list[str] = []
+    masked = False
+    for arg in argv:
+        if masked:
+            words.append(_KEY_SHOWN)
+        elif arg.startswith(_KEY_OPTION + "="):
+            words.append(f"{_KEY_OPTION}={_KEY_SHOWN}")
+        else:
+            words.append(shlex.quote(arg))
+        masked = arg == _KEY_OPTION and not masked
+    return " ".join(words)
 
 
 def _lines(lines: list[int], most: int = 30) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -98,7 +98,9 @@ class Opportunities:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
-        on_send: Callable[[int], None] | None = None,
+        on_send: Callable[[int], Awaitable[None] | None] | None = None,
+        on_sent: Callable[[int, bool], None] | None = None,
+        on_result: Callable[[int, OpportunityT | CloseError], None] | None = None,
     ) -> AsyncIterator[tuple[int, OpportunityT | CloseError]]:
         """Create one opportunity per item, yielding ``(index, result)`` as each finishes.
 
@@ -107,7 +109,12 @@ class Opportunities:
         raising (check ``may_have_succeeded``). Items are ``CreateOpportunity`` or dicts in
         Close's wire format (flat ``custom.cf_*`` keys allowed). ``on_send(index)`` is called
         each time an item's request really leaves (after any wait for the rate limit), which is
-        what a journal needs to tell "never sent" from "outcome unknown".
+        what a journal needs to tell "never sent" from "outcome unknown"; then
+        ``on_sent(index, True)`` once a body byte of that attempt is written to the socket, or
+        ``on_sent(index, False)`` if the attempt ended having created nothing (never written,
+        or a 429). ``on_result(index, result)`` is called by the worker the moment an item's
+        result is known, before it waits its turn to be yielded: a consumer cancelled with
+        results still queued can still account for them.
 
         Nothing about one item stops the others (an exception outside the error tree becomes
         that item's ``CloseError``), except a 401 or 402, which holds for the whole organization:
@@ -126,9 +133,12 @@ class Opportunities:
                 return self._unexpected(exc, sent=False)
             if batch.refused is not None:
                 return batch.refusal()
-            gate = Gate(batch, on_send, index)
+            gate = Gate(batch, on_send, index, on_sent)
+            sent = gate.attempt_sent if on_sent is not None else None
             try:
-                return await self._send(create, response_type=response_type, on_send=gate)
+                return await self._send(
+                    create, response_type=response_type, on_send=gate, on_sent=sent
+                )
             except CloseError as exc:
                 if gate.refused is not None:
                     return gate.refused
@@ -137,7 +147,14 @@ class Opportunities:
             except Exception as exc:
                 return self._unexpected(exc, sent=gate.sent)
 
-        return run_pool(items, work, concurrency=concurrency)
+        async def work_and_tell(index: int, item: Item) -> OpportunityT | CloseError:
+            result = await work(index, item)
+            assert on_result is not None
+            on_result(index, result)
+            return result
+
+        job = work if on_result is None else work_and_tell
+        return run_pool(items, job, concurrency=concurrency)
 
     async def create_many(
         self,
@@ -167,11 +184,14 @@ class Opportunities:
         item: CreateOpportunity,
         *,
         response_type: type[OpportunityT],
-        on_send: Callable[[], None] | None = None,
+        on_send: Callable[[], Awaitable[None] | None] | None = None,
+        on_sent: Callable[[bool], None] | None = None,
     ) -> OpportunityT:
         """Encode, send with retries, decode: the create pipeline shared by create and bulk."""
         body = encode_create(item)
-        raw = await self._client.request("POST", _PATH, body, group=GROUP, on_send=on_send)
+        raw = await self._client.request(
+            "POST", _PATH, body, group=GROUP, on_send=on_send, on_sent=on_sent
+        )
         try:
             return decode_opportunity(raw, response_type)
         except DecodeError as exc:

@@ -19,11 +19,6 @@ idempotent, so the client retries them even when their outcome is unknown.
 
 Redirects are never followed: a 3xx on a create is an error naming ``Location``. Following one
 would re-send the body to wherever the server points (or, for 301/302/303, turn it into a GET).
-
-``WATCH``: whoever must know when an attempt really leaves (the import's journal) sets an
-``AttemptWatch`` in its task before the request; ``exchange`` tells it when the body is handed to
-the socket (``written``) and how the attempt ended (``ended``). One context variable read per
-attempt: aiohttp's trace signals did the same for ~4 coroutines and objects per request.
 """
 
 from __future__ import annotations
@@ -33,9 +28,9 @@ import re
 import select
 import time
 import weakref
-from collections.abc import Mapping
-from contextvars import ContextVar
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
@@ -54,17 +49,6 @@ from ._ratelimit import retry_after
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 IDEMPOTENT_METHODS = SAFE_METHODS | {"PUT", "DELETE"}
 _KEEPALIVE_TIMEOUT = re.compile(r"(?:^|[,\s])timeout\s*=\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
-
-
-class AttemptWatch(Protocol):
-    def written(self) -> None:
-        """The request's body is being handed to the socket: from now on it may be seen."""
-
-    def ended(self, status: int | None, sent: bool) -> None:
-        """The attempt is over: its status (None: no answer), and whether it was written."""
-
-
-WATCH: ContextVar[AttemptWatch | None] = ContextVar("close_async_attempt_watch", default=None)
 
 
 class NotSent(Exception):
@@ -107,14 +91,15 @@ class RequestBody(aiohttp.BytesPayload):
 
     aiohttp writes the headers together with the body (3.12+), or the headers alone first
     (3.10/3.11: a server cannot act on a request whose body it lacks). So "sent" is set just
-    before the body is handed to the transport, never after a refusal."""
+    before the body is handed to the transport, never after a refusal, and ``on_write`` is
+    told at that moment (the import's journal learns "it left" from here, nowhere else)."""
 
     def __init__(
-        self, value: bytes, keepalive: KeepAlive, watch: AttemptWatch | None = None
+        self, value: bytes, keepalive: KeepAlive, on_write: Callable[[], None] | None = None
     ) -> None:
         super().__init__(value, content_type="application/json")
         self.keepalive = keepalive
-        self.watch = watch
+        self.on_write = on_write
         self.sent = False
         self.stale = False
         self.protocol: object | None = None  # the connection it was written on
@@ -144,8 +129,8 @@ class RequestBody(aiohttp.BytesPayload):
             self.stale = False
         self.protocol = protocol
         self.sent = True
-        if self.watch is not None:
-            self.watch.written()
+        if self.on_write is not None:
+            self.on_write()
         value = self._value if content_length is None else self._value[:content_length]
         await writer.write(value)
 
@@ -174,6 +159,7 @@ def classify(
     headers: Mapping[str, str] | None = None,
     body: bytes = b"",
     retry_after: float | None = None,
+    url: str | None = None,
 ) -> CloseError:
     """The error for an attempt that ended with ``exc``: the whole rule, read top to bottom.
 
@@ -182,7 +168,9 @@ def classify(
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if status is not None and not 200 <= status < 300:
         # The status is the answer; the body after it is only detail.
-        return response_error(status, headers or {}, body, method=method, retry_after=retry_after)
+        return response_error(
+            status, headers or {}, body, method=method, retry_after=retry_after, url=url
+        )
     unknown = sent and method not in SAFE_METHODS
     if status is not None:
         return APIConnectionError(
@@ -221,6 +209,26 @@ _REDIRECTS = {
     308: (False, "the server did not process it (308: repeat it at Location)"),
 }
 _REDIRECT_UNKNOWN = (True, "a 301/302 may also follow a processed request: it may have been")
+_REDIRECT_UPGRADE = (False, "the same URL on https: the TLS front answered, it was not processed")
+
+
+def _upgraded(url: str | None, location: str | None) -> bool:
+    """Whether ``location`` is ``url`` itself (host, path and query) moved from http to https.
+
+    A 301/302 says "the target resource" is (permanently or for now) at another URI (RFC 9110
+    15.4.2-3): the resource that would create the opportunity is not here. Moving only the
+    scheme to https is what a TLS front (an ingress or load balancer) answers to plain http,
+    before any application sees the request. A processed POST answered with a 302
+    (post/redirect/get) points to what it made, a different path; a redirect to another host
+    is left "may have succeeded": a server can create, then send clients elsewhere."""
+    if url is None or not location:
+        return False
+    here, there = urlsplit(url), urlsplit(location)
+    return (
+        (here.scheme, there.scheme.lower()) == ("http", "https")
+        and here.hostname == there.hostname
+        and (here.path, here.query) == (there.path, there.query)
+    )
 
 
 def response_error(
@@ -230,11 +238,14 @@ def response_error(
     *,
     method: str,
     retry_after: float | None = None,
+    url: str | None = None,
 ) -> APIStatusError:
-    """The error for a complete (or cut-off) non-2xx response."""
+    """The error for a complete (or cut-off) non-2xx response to ``url``."""
     if 300 <= status < 400:
-        processed, meaning = _REDIRECTS.get(status, _REDIRECT_UNKNOWN)
         location = headers.get("Location")
+        processed, meaning = _REDIRECTS.get(status, _REDIRECT_UNKNOWN)
+        if status in (301, 302) and _upgraded(url, location):
+            processed, meaning = _REDIRECT_UPGRADE
         return RedirectError(
             f"HTTP {status} redirect to {location!r} not followed (a {method} is never re-sent "
             f"elsewhere; check base_url): {meaning}",
@@ -259,16 +270,17 @@ async def exchange(
     timeout: aiohttp.ClientTimeout,
     keepalive: KeepAlive,
     max_refusals: int,
+    on_write: Callable[[], None] | None = None,
 ) -> tuple[int | None, Mapping[str, str], bytes, CloseError | None]:
     """One HTTP exchange: ``(status, headers, body, failure)``, classified by ``classify``.
 
     A pooled connection that must not carry the request (closing, or idle past its server's
     keep-alive) is refused before a byte is written and the request goes out at once on
-    another; each refusal retires one pooled connection, so this ends."""
+    another; each refusal retires one pooled connection, so this ends. ``on_write`` is called
+    when a body byte is handed to the socket (see ``RequestBody``)."""
     refusals = 0
-    watch = WATCH.get()
     while True:
-        request_body = RequestBody(body, keepalive, watch)
+        request_body = RequestBody(body, keepalive, on_write)
         status: int | None = None
         answer: Mapping[str, str] = {}
         received = bytearray()
@@ -289,8 +301,6 @@ async def exchange(
                     payload = bytes(received)
                 if request_body.protocol is not None:  # the connection it went on
                     keepalive.went_idle(request_body.protocol, answer)
-            if watch is not None:
-                watch.ended(status, True)
             return status, answer, payload, None
         except asyncio.CancelledError:
             raise
@@ -306,10 +316,9 @@ async def exchange(
                 headers=answer,
                 body=bytes(received),
                 retry_after=retry_after(answer, bytes(received)) if status == 429 else None,
+                url=url,
             )
             error.__cause__ = exc
-            if watch is not None:
-                watch.ended(status, request_body.sent)
             return status, answer, bytes(received), error
 
 

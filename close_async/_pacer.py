@@ -17,7 +17,13 @@ thousands of creates meets almost no 429s:
   (and narrow it); one that starts after ours ends speaks of a later window; one that ends before
   ours starts is stale. We roll to a new window only at the latest possible end: never early.
 - After a roll the whole limit is available again, less what is still in flight, until a report
-  from the new window says more.
+  from the new window says more. Until a roll has been seen to refill (``fixed``), a roll with
+  decimal resets lets out only the free slots (``_held``) and one request more: a sliding
+  window at its roll has freed only what left it. The first report of a request sent after the
+  roll decides: room for a refill, a fixed window (the rest goes at once); far less room, or an
+  end that soon, it is not fixed and from then on only the slots pace. So do three reports in
+  a row, each of a later window and nearly spent: a token bucket's ``reset`` is the time until
+  it is full, so no roll ever comes.
 - Whole-second resets (``reset=1``): an integral ``reset`` may be rounded up, so the end lies in
   ``[sent + reset - 1, answered + reset]``, and we take windows to last the longest integral
   reset seen. The first report after a roll then ends the new window no later than the roll plus
@@ -48,6 +54,7 @@ import logging
 import math
 
 from ._adaptive import LearnedRate, too_long
+from ._held import Slots
 from ._ratelimit import RateLimitInfo
 
 logger = logging.getLogger("close_async")
@@ -59,6 +66,9 @@ _UNKNOWN_PAUSE = 1.0
 PROBE_PATIENCE = 1.0
 # Resets are sent rounded (to microseconds, or less): roll this much later to stay on the safe side.
 _MARGIN = 0.002
+# Reports in a row, each of a later window than the last and each nearly spent, that show a
+# window is not fixed: a token bucket's first burst gives one per answer.
+_MOVED_ON = 3
 
 
 class Window:
@@ -79,6 +89,10 @@ class Window:
         self.refills = True  # a roll restores the whole limit (a fixed window), until shown not
         self._window_len = 0.0  # longest reset seen: the window's length, at least
         self._window_max: float | None = None  # shortest gap between two ends: its length, at most
+        self.fixed = False  # a roll was seen to refill the window: a fixed window, rolls trusted
+        self.slots = Slots()  # for a window a roll does not refill: see _held
+        self._moved_on = 0  # reports in a row that spoke of a later window, nearly spent
+        self._roll_probe = False  # a roll not yet trusted lets one go whatever the slots say
         self._in_flight: list[int] = []  # send sequence numbers, ascending
         self._sent_at: dict[int, float] = {}
         self._seq = 0
@@ -135,8 +149,16 @@ class Window:
         now = asyncio.get_running_loop().time()
         sent = self._sent_at.pop(ticket, now)
         self._discard(ticket)
-        if info is not None and info.remaining is not None and info.reset is not None:
-            self._learn(ticket, info, sent, now)
+        reported = info is not None and info.remaining is not None and info.reset is not None
+        if reported:
+            assert info is not None
+            self._learn(ticket, info, sent, now, admitted=status != 429)
+            if not self.fixed and self.limit:
+                self.slots.answered(now, self.limit, admitted=status != 429)
+                before = bisect.bisect_left(self._in_flight, ticket)
+                hold = self._window_len + _MARGIN
+                assert info.remaining is not None
+                self.slots.reported(now, hold, self.limit, info.remaining, before)
         elif status is not None and 200 <= status < 300 and self.limit is None and not self.unpaced:
             self.unpaced = True
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
@@ -167,7 +189,9 @@ class Window:
                 self._end_lo = min(self._end_lo or until, until)
         self._wake()
 
-    def _learn(self, ticket: int, info: RateLimitInfo, sent: float, now: float) -> None:
+    def _learn(
+        self, ticket: int, info: RateLimitInfo, sent: float, now: float, *, admitted: bool
+    ) -> None:
         limit, remaining, reset = info.limit, info.remaining, info.reset
         assert remaining is not None
         assert reset is not None
@@ -193,13 +217,16 @@ class Window:
                 self.available, self._end_lo, self.reset_at = fresh, lo, hi
                 return
             passed_lo, passed_hi = self._passed
+            if admitted and sent >= passed_hi and self.refills and not self.fixed:
+                # Admitted, sent after the roll: a fixed window would have refilled, its end a
+                # window on. Far less room, or an end that soon: sliding, or a bucket. (A 429
+                # says only that someone filled it: with headers only on 429s, all do.)
+                if estimate < (self.available + 1) // 2 or hi < passed_lo + self._window_len:
+                    self._not_fixed()
+                else:
+                    self.fixed = True
             if hi < passed_lo + self._window_len:
                 return  # ends before the window after the passed one can: a late report from it
-            if lo > passed_hi and self.refills and estimate < (self.available + 1) // 2:
-                # The new window has far less room than a refill: not a fixed window (sliding,
-                # a token bucket). From now on a roll lets one request go, whose report says more.
-                self.refills = False
-                logger.debug("%s: rolls do not refill the window; trusting reports", self.group)
             self.available = min(self.available, estimate)
             if lo > passed_hi:  # certainly the new window: now we know when it ends
                 if not self.refills:
@@ -211,12 +238,36 @@ class Window:
                 self._bound_window(hi - passed_lo)
                 self._end_lo, self.reset_at = lo, hi
         elif lo > self.reset_at:  # certainly a later window than ours
+            # A window that moves on before we roll, nearly spent, report after report: no
+            # fixed window ends that often (a token bucket's reset is the time until it is full).
+            spent = admitted and estimate < (self.limit + 1) // 2
+            self._moved_on = self._moved_on + 1 if spent else 0
+            if self.refills and not self.fixed and self._moved_on >= _MOVED_ON:
+                self._not_fixed()
             self._bound_window(hi - self._end_lo)
             self.available, self._end_lo, self.reset_at = fresh, lo, hi
         elif hi >= self._end_lo:  # overlapping: the same window, now known more closely
+            self._moved_on = 0
             self.available = min(self.available, estimate)
             self._end_lo, self.reset_at = max(self._end_lo, lo), min(self.reset_at, hi)
         # else: a stale report from an earlier window
+
+    def _trusts_rolls(self) -> bool:
+        """Rolls refill the window: seen to (``fixed``), or taken on trust for whole-second
+        resets, which pin the end closer than answer + window (a sliding window or a bucket
+        of Close's sends decimal resets)."""
+        return self.fixed or self._whole_len > 0
+
+    def _not_fixed(self) -> None:
+        self.refills = False
+        logger.debug("%s: not a fixed window; pacing by slots", self.group)
+
+    def _slot_at(self, now: float) -> float | None:
+        """When a slot is free (``now`` if one is), None if only an answer can free one."""
+        assert self.limit is not None
+        hold = self._window_len + _MARGIN
+        others = not self.refills  # in a fixed window the reports' budget sees to them
+        return self.slots.free_at(now, hold, self.limit, in_flight=self.in_flight, others=others)
 
     def _bound_window(self, gap: float) -> None:
         """Two windows' ends lie at most ``gap`` apart: the window is no longer than that."""
@@ -233,8 +284,16 @@ class Window:
             return True
         if self.limit is None:  # cold start: one probe at a time, unless it seems stuck
             return not self._in_flight or now >= self._probe_at + PROBE_PATIENCE
+        if not self.refills:
+            return self._slot_at(now) == now
+        header = self._header_allows(now)
+        return header and (self._trusts_rolls() or self._roll_probe or self._slot_at(now) == now)
+
+    def _header_allows(self, now: float) -> bool:
+        """The budget of the current window (rolling to the next one when it has ended)."""
         if self.reset_at is not None and now >= self.reset_at:
-            self.available = (self.limit if self.refills else 1) - len(self._in_flight)
+            self.available = (self.limit or 0) - len(self._in_flight)
+            self._roll_probe = not self._trusts_rolls()
             self._passed = (self._end_lo or self.reset_at, self.reset_at)
             self.reset_at = self._end_lo = None
         elif self.reset_at is None and not self._in_flight and self.available <= 0:
@@ -244,7 +303,7 @@ class Window:
             longest = self._window_len if self._window_max is None else self._window_max
             self._end_lo = passed_lo + self._window_len
             self.reset_at = passed_hi + longest
-            return self._can_send() if self.reset_at <= now else False
+            return self._header_allows(now) if self.reset_at <= now else False
         return self.available > 0
 
     def _grant(self) -> int:
@@ -252,6 +311,7 @@ class Window:
         if self.limit is None and not self.unpaced:
             self._probe_at = now
         self.learned.sent(now)
+        self._roll_probe = False
         self._seq += 1
         self._in_flight.append(self._seq)
         self._sent_at[self._seq] = now
@@ -279,25 +339,39 @@ class Window:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
+        asked = True  # a wait the server asked for (a pause, a reset), not one of our own
         if self.paused_until > now:
             when: float | None = self.paused_until
         elif self.limit is None and not self.unpaced:
             when = self._probe_at + PROBE_PATIENCE if self._in_flight else None
-        elif self.learned.rate is not None and (self.unpaced or self.available > 0):
-            # Room in the window, but no token yet: maybe one by now, the clock having moved
-            # since _can_send looked (then call_soon; arming nothing would strand the queue).
-            when = self.learned.ready_at(now)
+            asked = False
         else:
-            when = self.reset_at
+            when = self._room_at(now)
+            if when is not None and self.learned.rate is not None:
+                # Room, but no token yet: maybe one by now, the clock having moved since
+                # _can_send looked (then call_soon; arming nothing would strand the queue).
+                ready = self.learned.ready_at(now)
+                if ready > when:  # the learned rate's own pacing, not a wait the server asked
+                    when, asked = ready, False
         if when is None:
             return  # only a response can unblock the queue now
-        if when - now > self.max_wait:
+        if asked and when - now > self.max_wait:
             self._refuse(when - now)
             return
         if when > now:
             self._timer = loop.call_at(when, self._on_timer)
         else:  # overdue (a reset, a pause, a probe's patience): wake up now
             self._timer = loop.call_soon(self._on_timer)  # type: ignore[assignment]
+
+    def _room_at(self, now: float) -> float | None:
+        """When the window could next have room by time alone (None: only an answer can tell)."""
+        if self.unpaced:
+            return now
+        if self.refills and self.available <= 0:
+            return self.reset_at  # the roll (which lets at least one go)
+        if self.refills and (self._trusts_rolls() or self._roll_probe):
+            return now
+        return self._slot_at(now)
 
     def _refuse(self, wait: float) -> None:
         """The queue would wait longer than ``max_wait``: every waiter raises now, with the wait."""

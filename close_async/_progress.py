@@ -15,6 +15,8 @@ so a pause for a rate limit shows in the ETA, and the ETA stays ``--`` until a s
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sys
 import time
@@ -29,6 +31,18 @@ _REDRAW = 0.1  # seconds between redraws of the bar
 _PLAIN_EVERY = 2.0  # seconds between plain lines
 _RATE_WINDOW = 10.0  # the rate is measured over this many seconds
 _MIN_SPAN = 1.0  # no rate (nor ETA) before this many seconds of samples
+
+
+def terminal_width(stream: TextIO) -> int:
+    """Columns of the terminal ``stream`` is on: ``$COLUMNS`` if set, else the size of that
+    stream's own terminal (stdout may be a pipe while stderr is the screen), else 80."""
+    with contextlib.suppress(KeyError, ValueError):
+        return int(os.environ["COLUMNS"])
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # not a real file, or not a terminal
+        columns = 0
+    return columns or shutil.get_terminal_size().columns  # 0: a terminal that has no size set
 
 
 def duration(seconds: float) -> str:
@@ -114,7 +128,7 @@ class Progress:
             self.stream.flush()
             return
         text = f" {done}/{self.total}  {counts}  {speed}  ETA {eta}"
-        width = (self._width or shutil.get_terminal_size().columns) - 1
+        width = (self._width or terminal_width(self.stream)) - 1
         room = width - len(text) - 2
         if room >= 10:
             filled = room * min(done, self.total) // self.total if self.total else room

@@ -23,8 +23,10 @@ per-call state on it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import tenacity
@@ -36,6 +38,7 @@ from ._exceptions import (
     InvalidInputError,
     RateLimitError,
     RedirectError,
+    ServerError,
 )
 
 logger = logging.getLogger("close_async")
@@ -98,6 +101,11 @@ class RetryPolicy:
         if isinstance(exc, APIConnectionError):
             logger.debug("not sent (%s): retrying", exc)
             return True
+        if isinstance(exc, ServerError) and self.retry_unknown_outcome:
+            # A safe method's 5xx (GET, HEAD): nothing was changed, so it is not "unknown", and
+            # the client turns retry_unknown_outcome on for every idempotent method.
+            logger.debug("%s of an idempotent request: retrying", exc.status_code)
+            return True
         logger.debug("%s: not retryable", type(exc).__name__)
         return False
 
@@ -110,9 +118,14 @@ class RetryPolicy:
         )
         return float(backoff(state))
 
-    def retrying(self, started: float | None = None) -> tenacity.AsyncRetrying:
+    def retrying(
+        self,
+        started: float | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> tenacity.AsyncRetrying:
         """A fresh retrying object. ``started`` (``time.monotonic()``) is when the first attempt
-        began, if it ran before this object existed: the deadline counts from there."""
+        began, if it ran before this object existed: the deadline counts from there. ``sleep``
+        replaces ``asyncio.sleep`` between attempts (the client's ends at ``aclose()``)."""
         counts = _Counts(self)
         stop: tenacity.stop.stop_base = counts
         if self.deadline is not None:
@@ -123,6 +136,7 @@ class RetryPolicy:
             retry=tenacity.retry_if_exception(self.should_retry),
             before_sleep=_log_retry,
             reraise=True,
+            sleep=asyncio.sleep if sleep is None else sleep,
         )
 
 

@@ -68,6 +68,20 @@ def fake_server(faults: tuple[str, ...], **options: Any) -> None:
       close-async fake-server --rate-limit 100 > url.txt &
       close-async import deals.csv --base-url "$(head -1 url.txt)" --api-key test
     """
+    import signal
+
+    # Until the loop's own handlers are in place (aiohttp takes ~0.2 s to import), SIGTERM is
+    # turned into KeyboardInterrupt and both end the command quietly with exit 0.
+    signal.signal(signal.SIGTERM, _interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(faults, options)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(faults: tuple[str, ...], options: dict[str, Any]) -> None:
     import asyncio
 
     from .testing import FakeCloseServer  # aiohttp: imported only to serve
@@ -81,8 +95,7 @@ def fake_server(faults: tuple[str, ...], **options: Any) -> None:
     limit = options["rate_limit"]
     pace = f"{limit} requests per {options['window']:g} s per API key" if limit else "no limit"
     scripted = f"; next creates fail with {', '.join(faults)}" if faults else ""
-    with contextlib.suppress(KeyboardInterrupt):  # where signal handlers are not available
-        asyncio.run(_serve(server, f"FakeCloseServer: {pace}{scripted}; any API key works"))
+    asyncio.run(_serve(server, f"FakeCloseServer: {pace}{scripted}; any API key works"))
 
 
 async def _serve(server: FakeCloseServer, description: str) -> None:

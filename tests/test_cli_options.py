@@ -383,6 +383,27 @@ def test_fake_server_stops_on_ctrl_c_without_a_traceback() -> None:
     assert "stopped: 0 requests, 0 opportunities created, 0 answered 429" in err
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_fake_server_stopped_while_it_starts_exits_0_quietly(
+    monkeypatch: pytest.MonkeyPatch, signum: signal.Signals
+) -> None:
+    """A signal in the first ~0.2 s (while aiohttp imports) used to end in a traceback (SIGINT)
+    or an unclean death (SIGTERM): here it arrives while the server is being built."""
+    import close_async.testing
+
+    def signalled(**options: object) -> None:
+        os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(close_async.testing, "FakeCloseServer", signalled)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        result = CliRunner().invoke(main, ["fake-server"])
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+
+
 def test_fake_server_options_are_checked() -> None:
     runner = CliRunner()
     bad_dialect = runner.invoke(main, ["fake-server", "--dialect", "yaml"])

@@ -326,3 +326,20 @@ async def test_an_unknown_outcome_of_an_idempotent_method_is_retried(ending: str
         assert await close.request("PUT", "opportunity/oppo_1/", b"{}", group="PUT opportunity")
     assert server.arrived == 2
     assert [r.method for r in server.processed] == ["PUT", "PUT"]
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_a_5xx_of_an_idempotent_method_is_retried(method: str) -> None:
+    server = Wire([Ending(status=503)])
+    async with server, client(server.base_url) as close:
+        assert await close.request(method, "opportunity/oppo_1/", b"", group=f"{method} opp")
+    assert [r.method for r in server.received] == [method, method]
+
+
+async def test_a_5xx_of_a_create_is_not_retried() -> None:
+    server = Wire([Ending(status=503)])
+    async with server, client(server.base_url) as close:
+        with pytest.raises(ServerError) as info:
+            await close.opportunities.create(lead_id="lead_1")
+    assert info.value.may_have_succeeded is True
+    assert server.arrived == 1

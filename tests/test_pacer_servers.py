@@ -83,3 +83,26 @@ async def test_429s_saying_reset_0_while_still_limited_back_off_and_all_creates_
     assert sorted(created) == sorted(f"n{i}" for i in range(10))  # before: RateLimitError
     # A growing floor (50 ms, 100 ms, ...) instead of a retry every few milliseconds.
     assert limited["n"] <= 40, limited
+
+
+@pytest.mark.parametrize("rate_limit", [None, 10])
+async def test_a_small_max_retry_wait_never_refuses_waits_the_server_did_not_ask_for(
+    rate_limit: int | None,
+) -> None:
+    """The cold-start probe's patience (1 s) and the pacer's own token waits are ours: only a
+    pause or reset the server announced may exceed ``max_retry_wait`` and fail a create."""
+    from close_async.testing import FakeCloseServer
+
+    async with FakeCloseServer(latency=0.05, rate_limit=rate_limit, window=1.0) as server:
+        async with AsyncCloseClient("k", base_url=server.base_url, max_retry_wait=0.5) as close:
+            results = await asyncio.gather(
+                *(close.opportunities.create(lead_id="lead_x") for _ in range(40)),
+                return_exceptions=True,
+            )
+        created = len(server.created)
+    refused = [r for r in results if isinstance(r, RateLimitError)]
+    if rate_limit is None:  # nothing ever asked to wait: every create goes through
+        assert (refused, created) == ([], 40)
+    else:  # a full window's reset (about 1 s) is the server's own wait, over the cap
+        assert all(r.retry_after is not None and r.retry_after > 0.5 for r in refused)
+        assert created + len(refused) == 40

@@ -170,3 +170,38 @@ def test_the_real_command_draws_a_bar_only_on_a_terminal(tmp_path: Path) -> None
     assert "20/20  20 created, 0 failed, 0 unknown" in text
     assert "progress:" not in text
     assert b"20 rows: 20 created now" in proc.stdout  # the summary still on stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal")
+def test_the_bar_fits_the_width_of_its_own_terminal_when_stdout_is_a_pipe(tmp_path: Path) -> None:
+    """``--json > file`` is common: the bar on stderr is sized from stderr's terminal."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    path = write_csv(tmp_path / "in.csv", csv_rows(20))
+    with server_thread() as fake:
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        env.update(CLOSE_API_KEY="api_tty", CLOSE_BASE_URL=fake.base_url)
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 50, 0, 0))
+        with os.fdopen(leader, "rb", buffering=0) as terminal:
+            proc = subprocess.run(
+                [sys.executable, "-m", "close_async", "import", str(path), "--json"],
+                env=env, stdout=subprocess.PIPE, stderr=follower, timeout=60,
+            )  # fmt: skip
+            os.close(follower)
+            seen = b""
+            while True:
+                try:
+                    chunk = terminal.read(4096)
+                except OSError:  # EIO: the terminal's other side is closed
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+    assert proc.returncode == 0
+    draws = [d for d in seen.decode().split("\r") if "/20" in d]
+    assert any("20/20" in d for d in draws), seen
+    assert max(len(d.rstrip("\n")) for d in draws) <= 49, draws

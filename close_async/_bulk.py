@@ -34,6 +34,7 @@ T = TypeVar("T")
 Item = Union[CreateOpportunity, Mapping[str, Any]]  # noqa: UP007 (a runtime alias)
 
 _FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
+_CONVERTED = frozenset({"date_won", "date_created", "attachments"})  # what _wire_value changes
 
 
 def to_create(item: Item) -> CreateOpportunity:
@@ -54,7 +55,7 @@ def to_create(item: Item) -> CreateOpportunity:
                 raise InvalidInputError("custom", value, "must be a dict of custom field ids")
             custom.update(value)
         elif key in _FIELDS:
-            fields[key] = _wire_value(key, value)
+            fields[key] = _wire_value(key, value) if key in _CONVERTED else value
         else:
             raise InvalidInputError(str(key), value, "is not a field of an opportunity")
     return CreateOpportunity(**fields, custom=custom)

@@ -66,6 +66,7 @@ RESERVE = 64 * 1024
 _SYNC_PAUSE = 0.005
 _NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 _CODE = {state: code for code, state in enumerate(STATES) if state}
+_UNKNOWN = _CODE["unknown"]
 
 
 class _Record(msgspec.Struct):
@@ -164,7 +165,7 @@ class Journal:
             return
         if state == "unknown" and error:
             self.errors[row] = error
-        else:
+        elif self.errors:  # almost always empty
             self.errors.pop(row, None)
         if row >= len(self.states):
             grow = row + 1 - len(self.states) + len(self.states) // 2
@@ -172,11 +173,13 @@ class Journal:
             self.digests.extend(array("Q", bytes(8 * grow)))
             self.last.extend(array("I", bytes(4 * grow)))
         self._records += 1
-        self.states[row] = _CODE.get(state, _CODE["unknown"])
+        self.states[row] = _CODE.get(state, _UNKNOWN)
         self.last[row] = self._records
         if digest:
-            with contextlib.suppress(ValueError):
+            try:  # not contextlib.suppress: a context manager per record costs ~1 us
                 self.digests[row] = int(digest, 16) & 0xFFFF_FFFF_FFFF_FFFF
+            except ValueError:
+                return  # a digest that is not hex: none recorded
 
     def state(self, row: int) -> str | None:
         """The last state recorded for line ``row``, or None."""

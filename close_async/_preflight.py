@@ -81,7 +81,10 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
                 unknown.setdefault(column, 1)
     rows = last_line = 0
     mismatch: tuple[int, int] | None = None  # (first line, count)
-    for row in read_rows(path, codec, items=False):  # JSON Lines: items, for their keys
+    # Digests are compared only with rows the journal recorded: none for a new journal.
+    digests = journal is not None and any(journal.states)
+    known: set[str] = set()  # JSON Lines keys already found known: each checked once
+    for row in read_rows(path, codec, items=False, digests=digests):  # JSONL: items, for keys
         rows += 1
         last_line = row.line
         if row.error is not None and row.error.reason.startswith(ENCODING_ERROR):
@@ -90,11 +93,14 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
                 'Excel\'s plain "CSV" is Windows-1252: run again with --encoding cp1252 (or save'
                 ' it as "CSV UTF-8"). Nothing was sent.'
             )
-        if isinstance(row.item, dict) and path.suffix.lower() != ".csv":
+        if isinstance(row.item, dict):  # JSON Lines only: CSV rows have no item in this pass
             for key in row.item:
-                if isinstance(key, str) and not _known(key):
-                    unknown.setdefault(key, row.line)
-        if journal is not None:
+                if key not in known and isinstance(key, str):
+                    if _known(key):
+                        known.add(key)
+                    else:
+                        unknown.setdefault(key, row.line)
+        if digests and journal is not None:
             recorded = journal.digest(row.line)
             if recorded and journal.state(row.line) in _SENT and recorded != int(row.digest, 16):
                 first, count = mismatch or (row.line, 0)

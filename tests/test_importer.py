@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import aiohttp.web
 import msgspec
 import pytest
 
@@ -458,6 +461,77 @@ async def test_a_retried_429_is_created_once(tmp_path: Path) -> None:
     # Each attempt that left was recorded as sending.
     sending = Counter(r["row"] for r in records(journal) if r["state"] == "sending")
     assert sending == Counter({1: 2, 2: 1, 3: 1})
+
+
+async def test_a_429_is_recorded_waiting_with_the_callers_own_session(tmp_path: Path) -> None:
+    """The attempt that got a 429 never created anything: the journal says so (``waiting``)
+    even when the client runs on a session the caller made (no hooks of ours in it)."""
+    async with FakeCloseServer(window=0.05) as server, aiohttp.ClientSession() as session:
+        server.fail_next("429")
+        path = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+        journal = tmp_path / "j.jsonl"
+        client = AsyncCloseClient("k", base_url=server.base_url, session=session)
+        async with client:
+            with Journal(journal) as j:
+                summary = await run_import(client, path, journal=j, concurrency=1)
+        assert summary.created == 2
+        assert created_notes(server) == Counter({"row-1": 1, "row-2": 1})
+    assert [(r["row"], r["state"]) for r in records(journal)] == [
+        (1, "sending"),
+        (1, "waiting"),
+        (1, "sending"),
+        (1, "created"),
+        (2, "sending"),
+        (2, "created"),
+    ]
+
+
+async def test_a_row_resent_at_once_on_a_fresh_connection_stays_sending(tmp_path: Path) -> None:
+    """A pooled connection idle past the server's ``Keep-Alive: timeout`` is retired before a
+    byte is written and the request goes out at once on a new one: that is not an attempt that
+    ended, so the journal must not say ``waiting`` while the request is out."""
+    notes: list[str] = []
+    peers: set[object] = set()
+
+    async def create(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        body = await request.json()
+        notes.append(body["note"])
+        peers.add(request.transport.get_extra_info("peername") if request.transport else None)
+        return aiohttp.web.json_response(
+            {"id": f"oppo_{len(notes)}", "note": body["note"]},
+            headers={"Keep-Alive": "timeout=0.2"},
+        )
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/api/v1/opportunity/", create)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    path = write_jsonl(tmp_path / "in.jsonl", good_rows(2))
+    journal = tmp_path / "j.jsonl"
+    idled = False
+
+    def progress(summary: ImportSummary) -> None:
+        nonlocal idled
+        if not idled:  # between row 1's answer and row 2's request: past the keep-alive
+            idled = True
+            time.sleep(0.15)
+
+    try:
+        async with AsyncCloseClient("k", base_url=f"http://127.0.0.1:{port}/api/v1/") as client:
+            with Journal(journal) as j:
+                summary = await run_import(
+                    client, path, journal=j, concurrency=1, progress=progress
+                )
+    finally:
+        await runner.cleanup()
+    assert summary.created == 2
+    assert notes == ["row-1", "row-2"]
+    assert len(peers) == 2  # row 2 did go out on a second connection
+    for row in (1, 2):
+        assert [r["state"] for r in records(journal) if r["row"] == row] == ["sending", "created"]
 
 
 async def test_rows_waiting_in_the_limiter_have_no_sending_record(tmp_path: Path) -> None:

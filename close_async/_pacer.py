@@ -227,8 +227,16 @@ class Window:
         now = asyncio.get_running_loop().time()
         if now < self.paused_until:
             return False
-        if self.learned.rate is not None and self.learned.ready_at(now) > now:
+        # The learned token last: the window's bookkeeping (a roll, the end of a spent window
+        # with nothing in flight) must run whatever the bucket says. Checked first, a spent
+        # window never learned when to end, _schedule() armed no timer, and the queue hung
+        # (674 of 2,000 creates against two keys sharing one limit, 0.5 s windows).
+        if not self._window_allows(now):
             return False
+        return self.learned.rate is None or self.learned.ready_at(now) <= now
+
+    def _window_allows(self, now: float) -> bool:
+        """Whether the window (not the learned rate) allows one more request now."""
         if self.unpaced:
             return True
         if self.limit is None:  # cold start: one probe at a time, unless it seems stuck
@@ -244,7 +252,7 @@ class Window:
             longest = self._window_len if self._window_max is None else self._window_max
             self._end_lo = passed_lo + self._window_len
             self.reset_at = passed_hi + longest
-            return self._can_send() if self.reset_at <= now else False
+            return self._window_allows(now) if self.reset_at <= now else False
         return self.available > 0
 
     def _grant(self) -> int:
@@ -292,6 +300,11 @@ class Window:
             asked = False
         else:
             when = self.reset_at
+        if when is None and not self._in_flight:
+            # Nothing in flight to answer, so only time can unblock the queue: arming nothing
+            # would hang it. Not reached (tests/test_pacer_invariant.py); a safety net.
+            logger.warning("%s: pacer stranded its queue, polling: %r", self.group, self)
+            when, asked = now + PROBE_PATIENCE, False
         if when is None:
             return  # only a response can unblock the queue now
         if asked and when - now > self.max_wait:

@@ -76,6 +76,7 @@ class Window:
         self._passed: tuple[float, float] | None = None  # bounds of the window we rolled past
         self.paused_until = 0.0
         self.unpaced = False  # the server sends no rate-limit headers
+        self._honest = True  # no 429 has said remaining > 0 (the hidden model's lie)
         self.refills = True  # a roll restores the whole limit (a fixed window), until shown not
         self._window_len = 0.0  # longest reset seen: the window's length, at least
         self._window_max: float | None = None  # shortest gap between two ends: its length, at most
@@ -142,6 +143,14 @@ class Window:
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
         if status is not None and 200 <= status < 300:
             self.learned.succeeded()
+            if (
+                self._honest
+                and self.limit
+                and info is not None
+                and info.remaining is not None
+                and 2 * info.remaining >= self.limit
+            ):
+                self.learned.room()
         if status == 429:
             wait = pause if pause is not None else info.reset if info is not None else None
             wait = _UNKNOWN_PAUSE if wait is None else wait
@@ -155,6 +164,7 @@ class Window:
                 wait = end - now  # a rounded-up reset: the reports knew this window's end closer
             # The headers foresaw it if they are good and this is the first 429 since they were.
             foreseen = not self.unpaced and not (info and info.remaining)
+            self._honest = self._honest and not (info and info.remaining)
             wait = self.learned.refused(sent, now, wait, foreseen=foreseen)
             until = now + wait
             if until > self.paused_until:

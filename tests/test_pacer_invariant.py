@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from unittest import mock
 
 import pytest
@@ -24,6 +25,12 @@ from close_async._ratelimit import RateLimitInfo
 from .conftest import T0, FakeClock
 from .test_pacer import cancel_all, granted, report, spawn
 from .test_pacer_learning import unpaced_burst
+
+
+@pytest.fixture
+async def clock() -> AsyncIterator[FakeClock]:
+    with FakeClock(T0) as fake:
+        yield fake
 
 
 def assert_not_stranded(w: Window) -> None:
@@ -162,3 +169,43 @@ def test_the_safety_net_logs_and_polls_if_the_invariant_ever_breaks(
     with caplog.at_level(logging.WARNING, logger="close_async"):
         asyncio.run(scenario())
     assert "stranded its queue" in caplog.text
+
+
+async def serve_for(w: Window, clock: FakeClock, seconds: float, remaining: int) -> int:
+    """Answer every granted request at once with 200 and ``remaining`` of 100 left in a 1 s
+    window, for ``seconds``; returns how many were sent."""
+    waiters = [spawn(w.acquire()) for _ in range(400)]
+    answered: set[int] = set()
+    for _ in range(round(seconds / 0.01)):
+        await clock.advance(0.01)
+        for ticket in granted(waiters):
+            if ticket not in answered:
+                answered.add(ticket)
+                w.release(ticket, report(remaining, 0.5, limit=100), status=200, pause=None)
+    await cancel_all(waiters)
+    return len(answered)
+
+
+async def taught_a_trickle(w: Window, clock: FakeClock, remaining_on_429: int) -> None:
+    """One success per epoch, then a 429: the rate of a key whose shared limit another key
+    drains (a second 429 that says ``remaining_on_429`` teaches, the first only pauses)."""
+    for _ in range(2):
+        ok = await asyncio.wait_for(w.acquire(), 1)
+        w.release(ok, report(99, 1.0, limit=100), status=200, pause=None)
+        refused = await asyncio.wait_for(w.acquire(), 1)
+        info = report(remaining_on_429, 1.0, limit=100)
+        w.release(refused, info, status=429, pause=1.0)
+        await clock.advance(1.1)
+    assert w.learned.rate is not None
+    assert w.learned.rate < 2.0  # of 100 per second
+
+
+async def test_a_rate_learned_from_a_drained_shared_limit_regrows_when_the_headers_show_room(
+    clock: FakeClock,
+) -> None:
+    # Against one limit shared by two keys, the key that met the 429s learned 0.45/s of 200/s,
+    # and its rate never rose above twice that: 1,000 creates pending for minutes.
+    w = Window("g")
+    await taught_a_trickle(w, clock, remaining_on_429=0)
+    await serve_for(w, clock, 10.0, remaining=90)
+    assert await serve_for(w, clock, 2.0, remaining=90) >= 100  # >= 50/s, was < 2/s

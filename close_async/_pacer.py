@@ -240,7 +240,7 @@ class Window:
         # The learned token last: the window's bookkeeping (a roll, the end of a spent window
         # with nothing in flight) must run whatever the bucket says. Checked first, a spent
         # window never learned when to end, _schedule() armed no timer, and the queue hung
-        # (674 of 2,000 creates against two keys sharing one limit, 0.5 s windows).
+        # (found by tests/test_pacer_invariant.py's property test).
         if not self._window_allows(now):
             return False
         return self.learned.rate is None or self.learned.ready_at(now) <= now

@@ -81,6 +81,14 @@ class LearnedRate:
         self._ok += 1
         self._zero_waits = 0
 
+    def room(self) -> None:
+        """Honest headers show the window mostly unused while this rate holds the queue: the
+        rate is too low (learned while another key drained a shared limit, then went quiet).
+        Regrow at ``REGROWTH``, not ``GROWTH``, and lift the ceiling of twice the measurement:
+        a rate of 0.45/s learned so (of 200/s) otherwise never rose above 0.9/s."""
+        if self.rate is not None:
+            self._best = max(self._best, 2.0 * self.rate)
+
     def refused(self, sent: float, now: float, wait: float, *, foreseen: bool) -> float:
         """A 429 asking for ``wait``: learn from it and return the wait to pause for.
 

@@ -86,6 +86,7 @@ class Window:
         self._passed: tuple[float, float] | None = None  # bounds of the window we rolled past
         self.paused_until = 0.0
         self.unpaced = False  # the server sends no rate-limit headers
+        self._honest = True  # no 429 has said remaining > 0 (the hidden model's lie)
         self.refills = True  # a roll restores the whole limit (a fixed window), until shown not
         self._window_len = 0.0  # longest reset seen: the window's length, at least
         self._window_max: float | None = None  # shortest gap between two ends: its length, at most
@@ -164,6 +165,14 @@ class Window:
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
         if status is not None and 200 <= status < 300:
             self.learned.succeeded()
+            if (
+                self._honest
+                and self.limit
+                and info is not None
+                and info.remaining is not None
+                and 2 * info.remaining >= self.limit
+            ):
+                self.learned.room()
         if status == 429:
             wait = pause if pause is not None else info.reset if info is not None else None
             wait = _UNKNOWN_PAUSE if wait is None else wait
@@ -177,6 +186,7 @@ class Window:
                 wait = end - now  # a rounded-up reset: the reports knew this window's end closer
             # The headers foresaw it if they are good and this is the first 429 since they were.
             foreseen = not self.unpaced and not (info and info.remaining)
+            self._honest = self._honest and not (info and info.remaining)
             wait = self.learned.refused(sent, now, wait, foreseen=foreseen)
             until = now + wait
             if until > self.paused_until:
@@ -278,8 +288,16 @@ class Window:
         now = asyncio.get_running_loop().time()
         if now < self.paused_until:
             return False
-        if self.learned.rate is not None and self.learned.ready_at(now) > now:
+        # The learned token last: the window's bookkeeping (a roll, the end of a spent window
+        # with nothing in flight) must run whatever the bucket says. Checked first, a spent
+        # window never learned when to end, _schedule() armed no timer, and the queue hung
+        # (found by tests/test_pacer_invariant.py's property test).
+        if not self._window_allows(now):
             return False
+        return self.learned.rate is None or self.learned.ready_at(now) <= now
+
+    def _window_allows(self, now: float) -> bool:
+        """Whether the window (not the learned rate) allows one more request now."""
         if self.unpaced:
             return True
         if self.limit is None:  # cold start: one probe at a time, unless it seems stuck
@@ -353,6 +371,11 @@ class Window:
                 ready = self.learned.ready_at(now)
                 if ready > when:  # the learned rate's own pacing, not a wait the server asked
                     when, asked = ready, False
+        if when is None and not self._in_flight:
+            # Nothing in flight to answer, so only time can unblock the queue: arming nothing
+            # would hang it. Not reached (tests/test_pacer_invariant.py); a safety net.
+            logger.warning("%s: pacer stranded its queue, polling: %r", self.group, self)
+            when, asked = now + PROBE_PATIENCE, False
         if when is None:
             return  # only a response can unblock the queue now
         if asked and when - now > self.max_wait:

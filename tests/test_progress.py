@@ -141,40 +141,11 @@ def test_plain_lines_off_a_terminal_and_nothing_when_quiet() -> None:
     assert quiet_stream.getvalue() == ""
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal")
-def test_the_real_command_draws_a_bar_only_on_a_terminal(tmp_path: Path) -> None:
-    import pty
-
-    path = write_csv(tmp_path / "in.csv", csv_rows(20))
-    with server_thread() as fake:
-        env = {**os.environ, "CLOSE_API_KEY": "api_tty", "CLOSE_BASE_URL": fake.base_url}
-        leader, follower = pty.openpty()
-        with os.fdopen(leader, "rb", buffering=0) as terminal:
-            proc = subprocess.run(
-                [sys.executable, "-m", "close_async", "import", str(path)],
-                env=env, stdout=subprocess.PIPE, stderr=follower, timeout=60,
-            )  # fmt: skip
-            os.close(follower)
-            seen = b""
-            while True:
-                try:
-                    chunk = terminal.read(4096)
-                except OSError:  # EIO: the terminal's other side is closed
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-    assert proc.returncode == 0
-    text = seen.decode()
-    assert "\r[" in text
-    assert "20/20  20 created, 0 failed, 0 unknown" in text
-    assert "progress:" not in text
-    assert b"20 rows: 20 created now" in proc.stdout  # the summary still on stdout
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal")
-def test_the_bar_fits_the_width_of_its_own_terminal_when_stdout_is_a_pipe(tmp_path: Path) -> None:
-    """``--json > file`` is common: the bar on stderr is sized from stderr's terminal."""
+def import_on_a_terminal(
+    tmp_path: Path, *extra: str, columns: int | None = None
+) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """``close-async import`` of 20 rows with stderr on a pseudo-terminal (``columns`` wide, or
+    of no size set) and stdout a pipe: the process, and what the terminal showed."""
     import fcntl
     import pty
     import struct
@@ -185,10 +156,11 @@ def test_the_bar_fits_the_width_of_its_own_terminal_when_stdout_is_a_pipe(tmp_pa
         env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
         env.update(CLOSE_API_KEY="api_tty", CLOSE_BASE_URL=fake.base_url)
         leader, follower = pty.openpty()
-        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 50, 0, 0))
+        if columns is not None:
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
         with os.fdopen(leader, "rb", buffering=0) as terminal:
             proc = subprocess.run(
-                [sys.executable, "-m", "close_async", "import", str(path), "--json"],
+                [sys.executable, "-m", "close_async", "import", str(path), *extra],
                 env=env, stdout=subprocess.PIPE, stderr=follower, timeout=60,
             )  # fmt: skip
             os.close(follower)
@@ -201,7 +173,24 @@ def test_the_bar_fits_the_width_of_its_own_terminal_when_stdout_is_a_pipe(tmp_pa
                 if not chunk:
                     break
                 seen += chunk
+    return proc, seen.decode()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal")
+def test_the_real_command_draws_a_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    proc, text = import_on_a_terminal(tmp_path)
     assert proc.returncode == 0
-    draws = [d for d in seen.decode().split("\r") if "/20" in d]
-    assert any("20/20" in d for d in draws), seen
+    assert "\r[" in text
+    assert "20/20  20 created, 0 failed, 0 unknown" in text
+    assert "progress:" not in text
+    assert b"20 rows: 20 created now" in proc.stdout  # the summary still on stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal")
+def test_the_bar_fits_the_width_of_its_own_terminal_when_stdout_is_a_pipe(tmp_path: Path) -> None:
+    """``--json > file`` is common: the bar on stderr is sized from stderr's terminal."""
+    proc, text = import_on_a_terminal(tmp_path, "--json", columns=50)
+    assert proc.returncode == 0
+    draws = [d for d in text.split("\r") if "/20" in d]
+    assert any("20/20" in d for d in draws), text
     assert max(len(d.rstrip("\n")) for d in draws) <= 49, draws

@@ -96,9 +96,12 @@ def _redact_headers(headers: Mapping[str, str], secrets: tuple[str, ...]) -> Map
         for key, value in headers.items()
     ):
         return headers
-    clean: CIMultiDict[str] = CIMultiDict()
-    for key, value in headers.items():
-        clean.add(key, MASK if key.lower() in _SENSITIVE_HEADERS else redact(value, secrets))
+    # Built from pairs, not annotated: multidict 6.0.0's stubs give CIMultiDict two type
+    # parameters and later releases one; inference fits both (the floors cell checks 6.0.0).
+    clean = CIMultiDict(
+        (key, MASK if key.lower() in _SENSITIVE_HEADERS else redact(value, secrets))
+        for key, value in headers.items()
+    )
     return CIMultiDictProxy(clean)
 
 

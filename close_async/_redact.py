@@ -123,11 +123,19 @@ def _redact_causes(exc: BaseException, secrets: tuple[str, ...]) -> None:
             stack.append(clean)
 
 
+def _with_headers(info: Any, headers: Mapping[str, str]) -> Any:
+    """A copy of aiohttp's ``RequestInfo`` with other headers: a NamedTuple since aiohttp 3.11,
+    a frozen attrs class (fields url, method, headers, real_url) in 3.10."""
+    if hasattr(info, "_replace"):
+        return info._replace(headers=headers)
+    return type(info)(url=info.url, method=info.method, headers=headers, real_url=info.real_url)
+
+
 def _scrub_foreign(exc: BaseException, secrets: tuple[str, ...]) -> BaseException:
     info: Any = getattr(exc, "request_info", None)
-    if info is not None and hasattr(info, "_replace") and hasattr(info, "headers"):
+    if info is not None and hasattr(info, "headers"):
         try:
-            clean_info = info._replace(headers=_redact_headers(info.headers, secrets))
+            clean_info = _with_headers(info, _redact_headers(info.headers, secrets))
             exc.request_info = clean_info  # type: ignore[attr-defined]
             if exc.args and exc.args[0] is info:
                 exc.args = (clean_info, *exc.args[1:])

@@ -205,13 +205,12 @@ class AsyncCloseClient:
             self._closer.asend(None).send(None)
         return session
 
-    async def request(
+    async def send(
         self,
         method: str,
         path: str,
-        body: bytes,
+        body: bytes = b"",
         *,
-        group: str,
         on_send: Callable[[], Awaitable[None] | None] | None = None,
         on_sent: Callable[[bool], None] | None = None,
     ) -> bytes:
@@ -221,8 +220,10 @@ class AsyncCloseClient:
         returns an awaitable, the attempt waits for it (the journal's fsync, with ``--fsync``);
         ``on_sent(True)`` when a body byte of it is handed to the socket, ``on_sent(False)`` when
         the attempt ended having created nothing (never written, or answered 429): the client's
-        one definition of "the request left", which the import's journal uses."""
-        url = self.base_url + path
+        one definition of "the request left", which the import's journal uses. The rate-limit
+        group is named from the method and path (``endpoint_group``)."""
+        url = self.base_url + path.lstrip("/")
+        group = const.endpoint_group(method, path)
         started = time.monotonic()
         try:
             # Most requests succeed at once: only a failure pays for building the retry machinery

@@ -33,3 +33,13 @@ DEFAULT_MAX_RETRY_WAIT = 60.0
 ASSUMED_SERVER_KEEPALIVE = 2.0
 # The most of an error body we read: enough for any JSON error Close sends, not a 5 MB page.
 MAX_ERROR_BODY = 64 * 1024
+
+
+def endpoint_group(method: str, path: str) -> str:
+    """The rate-limit group of a request, named in one place from its method and path.
+
+    Close limits each endpoint group separately (per key and per organization); we group by
+    method and resource, the first segment of the path: ``("POST", "opportunity/")`` ->
+    ``"POST opportunity"``, ``("GET", "/lead/lead_1/")`` -> ``"GET lead"``."""
+    resource = path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
+    return f"{method.upper()} {resource}"

@@ -30,8 +30,6 @@ else:
     OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
 _UNSET: Any = msgspec.UNSET
 _PATH = "opportunity/"
-# Close limits each endpoint group separately; this is ours for creates.
-GROUP = "POST opportunity"
 
 
 class Opportunities:
@@ -189,9 +187,7 @@ class Opportunities:
     ) -> OpportunityT:
         """Encode, send with retries, decode: the create pipeline shared by create and bulk."""
         body = encode_create(item)
-        raw = await self._client.request(
-            "POST", _PATH, body, group=GROUP, on_send=on_send, on_sent=on_sent
-        )
+        raw = await self._client.send("POST", _PATH, body, on_send=on_send, on_sent=on_sent)
         try:
             return decode_opportunity(raw, response_type)
         except DecodeError as exc:

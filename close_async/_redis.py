@@ -32,6 +32,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Literal
 
+from ._constants import endpoint_group
 from ._exceptions import CloseError
 from ._limiter import Limiter, TokenBucket
 
@@ -126,7 +127,7 @@ class RedisTokenBucket:
         burst: int,
         key: str = "close-async",
         identity: str | None = None,
-        group: str = "POST opportunity",
+        group: str = endpoint_group("POST", "opportunity/"),
         on_redis_error: Literal["local", "fail"] = "local",
         fallback: Limiter | None = None,
         timeout: float = 0.5,

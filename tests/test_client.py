@@ -30,7 +30,7 @@ from close_async import (
     ServerError,
     __version__,
 )
-from close_async._opportunities import GROUP
+from close_async._constants import endpoint_group
 from close_async.testing import FakeCloseServer
 
 URL = "https://api.close.com/api/v1/opportunity/"
@@ -499,7 +499,8 @@ async def test_a_create_cancelled_before_sending_gives_its_connection_slot_back(
         "k", base_url=close_server.base_url, max_connections=1, limiter=limiter
     ) as close:
         if where == "pacer":  # the window is paused: acquire waits
-            close.pacer.window(GROUP).paused_until = asyncio.get_running_loop().time() + 30
+            window = close.pacer.window(endpoint_group("POST", "opportunity/"))
+            window.paused_until = asyncio.get_running_loop().time() + 30
         task = asyncio.create_task(close.opportunities.create())
         for _ in range(5):
             await asyncio.sleep(0)
@@ -509,7 +510,7 @@ async def test_a_create_cancelled_before_sending_gives_its_connection_slot_back(
             await task
         assert close._slots.free == 1
         gate.set()
-        close.pacer.window(GROUP).paused_until = 0.0
+        close.pacer.window(endpoint_group("POST", "opportunity/")).paused_until = 0.0
         assert (await close.opportunities.create()).id
     assert len(close_server.created) == 1
 
@@ -573,3 +574,17 @@ async def test_deadline_counts_the_first_attempt(mock_http: aioresponses) -> Non
     async with AsyncCloseClient("k", deadline=1.0, pace_from_headers=False) as close:
         with pytest.raises(RateLimitError):
             await close.opportunities.create()  # 0.6 s spent + 0.5 s wait > 1.0 s
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "group"),
+    [
+        ("POST", "opportunity/", "POST opportunity"),
+        ("get", "/opportunity/oppo_1/", "GET opportunity"),
+        ("GET", "lead/?query=x", "GET lead"),
+    ],
+)
+def test_the_rate_limit_group_is_named_from_method_and_resource(
+    method: str, path: str, group: str
+) -> None:
+    assert endpoint_group(method, path) == group

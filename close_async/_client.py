@@ -32,6 +32,7 @@ from ._retry import RetryPolicy
 from ._slots import Slots
 
 T = TypeVar("T")
+E = TypeVar("E", bound=CloseError)
 
 
 class AsyncCloseClient:
@@ -331,6 +332,11 @@ class AsyncCloseClient:
         if 200 <= status < 300:
             return payload
         raise response_error(status, headers, payload, method=method, retry_after=wait, url=url)
+
+    def redact(self, error: E) -> E:
+        """``error`` with the credentials scrubbed from its message, headers and cause: for errors
+        a resource raises itself after a response (a body that does not decode, say)."""
+        return redact_error(error, self._authorization)
 
     async def _share_pause(self, seconds: float | None) -> None:
         """Tell a limiter that can pause (a shared one, say) that the window is spent."""

@@ -12,7 +12,6 @@ from ._bulk import Batch, Gate, Item, run_pool, to_create, unexpected
 from ._codec import decode_opportunity, encode_create
 from ._constants import DEFAULT_CONCURRENCY
 from ._exceptions import CloseError, DecodeError, InvalidInputError
-from ._redact import redact_error
 from .models import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
 
 if TYPE_CHECKING:
@@ -35,8 +34,8 @@ _PATH = "opportunity/"
 class Opportunities:
     """Create opportunities. Reached as ``client.opportunities``."""
 
-    def __init__(self, client: AsyncCloseClient) -> None:
-        self._client = client
+    def __init__(self, transport: AsyncCloseClient) -> None:
+        self._transport = transport  # only its send() and redact(): a resource never holds more
 
     async def create(
         self,
@@ -187,13 +186,13 @@ class Opportunities:
     ) -> OpportunityT:
         """Encode, send with retries, decode: the create pipeline shared by create and bulk."""
         body = encode_create(item)
-        raw = await self._client.send("POST", _PATH, body, on_send=on_send, on_sent=on_sent)
+        raw = await self._transport.send("POST", _PATH, body, on_send=on_send, on_sent=on_sent)
         try:
             return decode_opportunity(raw, response_type)
         except DecodeError as exc:
             exc.may_have_succeeded = True  # Close answered 2xx: it did create something
-            redact_error(exc, self._client._authorization)
+            self._transport.redact(exc)
             raise
 
     def _unexpected(self, exc: Exception, *, sent: bool) -> CloseError:
-        return redact_error(unexpected(exc, sent=sent), self._client._authorization)
+        return self._transport.redact(unexpected(exc, sent=sent))

@@ -23,11 +23,13 @@ import base64
 import binascii
 import contextlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._exceptions import APIStatusError, CloseError, DecodeError, status_message
+
+ErrorT = TypeVar("ErrorT", bound=CloseError)
 
 MIN_SECRET = 8
 MASK = "***"
@@ -67,7 +69,7 @@ class RedactedError(Exception):
     """Stands in a cause chain for an exception whose text showed a credential."""
 
 
-def redact_error(exc: CloseError, authorization: str) -> CloseError:
+def redact_error(exc: ErrorT, authorization: str) -> ErrorT:
     """``exc`` itself, with every credential in ``authorization`` removed from what it shows."""
     secrets = secrets_of(authorization)
     if not secrets:

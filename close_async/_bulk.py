@@ -35,6 +35,7 @@ Item = Union[CreateOpportunity, Mapping[str, Any]]  # noqa: UP007 (a runtime ali
 
 _FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
 _CONVERTED = frozenset({"date_won", "date_created", "attachments"})  # what _wire_value changes
+_PREFIX_LEN = len(_PREFIX)
 
 
 def to_create(item: Item) -> CreateOpportunity:
@@ -48,14 +49,14 @@ def to_create(item: Item) -> CreateOpportunity:
     fields: dict[str, Any] = {}
     custom: dict[str, Any] = {}
     for key, value in item.items():
-        if isinstance(key, str) and key.startswith(_PREFIX):
-            custom[key[len(_PREFIX) :]] = value
+        if key in _FIELDS:  # the usual key first: one set lookup
+            fields[key] = _wire_value(key, value) if key in _CONVERTED else value
+        elif isinstance(key, str) and key.startswith(_PREFIX):
+            custom[key[_PREFIX_LEN:]] = value
         elif key == "custom":
             if not isinstance(value, Mapping):
                 raise InvalidInputError("custom", value, "must be a dict of custom field ids")
             custom.update(value)
-        elif key in _FIELDS:
-            fields[key] = _wire_value(key, value) if key in _CONVERTED else value
         else:
             raise InvalidInputError(str(key), value, "is not a field of an opportunity")
     return CreateOpportunity(**fields, custom=custom)

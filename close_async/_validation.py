@@ -28,17 +28,23 @@ def validate_create(item: CreateOpportunity) -> None:
         value = getattr(item, name)
         if value is not _UNSET and value is not None and (not isinstance(value, str) or not value):
             raise InvalidInputError(name, value, "must be a non-empty string id")
-    _check_int(item, "value", minimum=None)
-    _check_int(item, "confidence", minimum=0, maximum=100)
+    # The usual cases (an int, or unset) are checked inline; _check_int says what is wrong.
+    value, confidence = item.value, item.confidence
+    if value.__class__ is not int and value is not _UNSET and value is not None:
+        _check_int(item, "value", minimum=None)
+    if not (confidence.__class__ is int and 0 <= confidence <= 100) and confidence is not _UNSET:
+        _check_int(item, "confidence", minimum=0, maximum=100)
     if item.value_period not in (_UNSET, None) and item.value_period not in VALUE_PERIODS:
         raise InvalidInputError(
             "value_period", item.value_period, f"must be one of {', '.join(VALUE_PERIODS)}"
         )
     if item.note not in (_UNSET, None) and not isinstance(item.note, str):
         raise InvalidInputError("note", item.note, "must be a string")
-    for name in ("date_won", "date_created"):
-        _check_date(name, getattr(item, name))
-    _check_attachments(item.attachments)
+    if item.date_won is not _UNSET or item.date_created is not _UNSET:
+        for name in ("date_won", "date_created"):
+            _check_date(name, getattr(item, name))
+    if item.attachments is not _UNSET:
+        _check_attachments(item.attachments)
     if item.custom_fields not in (_UNSET, None):
         if not isinstance(item.custom_fields, dict):
             raise InvalidInputError("custom_fields", item.custom_fields, "must be a dict")
@@ -64,10 +70,17 @@ def check_custom(custom: Any) -> None:
 # UTC, silently shifting it). Scalars of other types cost one isinstance check.
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 _CHECKED = (float, dt.datetime, *_CONTAINERS)
+_SCALARS = frozenset({str, int, bool, type(None)})  # nothing inside them to check
 
 
 def check_json_value(name: str, value: Any) -> None:
     """Reject NaN, infinities and naive datetimes anywhere inside ``value``, naming ``name``."""
+    if value.__class__ is list:  # the usual: a multi-value field's ids or names, walked at once
+        for node in value:
+            if node.__class__ not in _SCALARS:
+                break
+        else:
+            return
     stack = [value]
     seen: set[int] = set()  # a container met twice (shared, or a cycle) is walked once
     while stack:

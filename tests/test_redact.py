@@ -27,7 +27,7 @@ from close_async import (
     Opportunity,
     ServerError,
 )
-from close_async._cli import print_summary
+from close_async._cli_summary import print_summary
 from close_async._importer import run_import
 from close_async._journal import Journal
 from close_async._redact import MASK, redact_error, secrets_of

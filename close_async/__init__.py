@@ -19,7 +19,6 @@ from ._constants import __version__
 # import this package, and aiohttp alone takes 0.2-0.3 s to import.
 if TYPE_CHECKING:
     from ._client import AsyncCloseClient
-    from ._codec import decode_opportunity
     from ._exceptions import (
         APIConnectionError,
         APIStatusError,
@@ -35,10 +34,8 @@ if TYPE_CHECKING:
         RedirectError,
         ServerError,
     )
-    from ._limiter import Limiter, TokenBucket
-    from ._redis import RedisTokenBucket
-    from ._retry import RetryPolicy
-    from .models import (
+    from ._resources.custom import decode_opportunity
+    from ._resources.opportunities.responses import (
         ActionItem,
         AdjustCloseDateDetails,
         Attachment,
@@ -59,6 +56,9 @@ if TYPE_CHECKING:
         SuggestedActionDetails,
         ValuePeriod,
     )
+    from ._transport.limiter import Limiter, TokenBucket
+    from ._transport.redis import RedisTokenBucket
+    from ._transport.retry import RetryPolicy
 
 __all__ = [
     "APIConnectionError",
@@ -103,7 +103,15 @@ __all__ = [
 ]
 
 # The modules that hold the names of __all__, imported by the first use of any of them.
-_MODULES = ("._client", "._codec", "._exceptions", "._limiter", "._redis", "._retry", ".models")
+_MODULES = (
+    "._client",
+    "._resources.custom",
+    "._exceptions",
+    "._transport.limiter",
+    "._transport.redis",
+    "._transport.retry",
+    "._resources.opportunities.responses",
+)
 # Public submodules, bound as attributes on first use (``close_async.models.Opportunity``).
 _SUBMODULES = ("models", "testing")
 

@@ -22,14 +22,14 @@ import aiohttp
 
 from . import _constants as const
 from ._exceptions import CloseError, InvalidInputError
-from ._limiter import Limiter
-from ._opportunities import Opportunities
-from ._outcome import IDEMPOTENT_METHODS, KeepAlive, exchange, response_error
-from ._pacer import Pacer
-from ._ratelimit import RateLimitInfo, parse_rate_limit, retry_after
-from ._redact import redact_error
-from ._retry import RetryPolicy
-from ._slots import Slots
+from ._resources.opportunities.resource import Opportunities
+from ._transport.limiter import Limiter
+from ._transport.outcome import IDEMPOTENT_METHODS, KeepAlive, exchange, response_error
+from ._transport.pacer import Pacer
+from ._transport.ratelimit import RateLimitInfo, parse_rate_limit, retry_after
+from ._transport.redact import redact_error
+from ._transport.retry import RetryPolicy
+from ._transport.slots import Slots
 
 T = TypeVar("T")
 E = TypeVar("E", bound=CloseError)

@@ -12,6 +12,8 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import web
+from close_async.models import AttachmentIn
+from close_async.testing import LEAD_MISSING, FakeCloseServer
 
 from close_async import (
     AsyncCloseClient,
@@ -23,10 +25,8 @@ from close_async import (
     Opportunity,
     TokenBucket,
 )
-from close_async._bulk import to_create
-from close_async._codec import encode_create
-from close_async.models import AttachmentIn
-from close_async.testing import LEAD_MISSING, FakeCloseServer
+from close_async._resources.bulk import to_create
+from close_async._resources.custom import encode_create
 
 LEAD = "lead_" + "BulkTests".ljust(43, "0")
 

@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 from click.testing import CliRunner, Result
+from close_async.testing import LEAD_MISSING, FakeCloseServer
 
 from close_async import __version__
-from close_async._cli import main
-from close_async.testing import LEAD_MISSING, FakeCloseServer
+from close_async._tools.cli import main
 
 T = TypeVar("T")
 LEAD = "lead_" + "CliTests".ljust(43, "0")
@@ -370,7 +370,7 @@ def journal_records(path: Path) -> list[dict[str, Any]]:
 
 def cli_process(args: list[str]) -> list[str]:
     """The command line of a real ``close-async`` process (its own interpreter)."""
-    return [sys.executable, "-m", "close_async._cli", *args]
+    return [sys.executable, "-m", "close_async._tools.cli", *args]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")

@@ -22,10 +22,10 @@ import click
 import msgspec
 import pytest
 from click.testing import CliRunner
+from close_async.testing import DIALECTS, LEAD_MISSING
 
 from close_async import __version__
-from close_async._cli import main
-from close_async.testing import DIALECTS, LEAD_MISSING
+from close_async._tools.cli import main
 from tests.test_cli import LEAD, csv_rows, invoke, server_thread, write_csv
 
 DEAD_URL = "http://127.0.0.1:9/api/v1/"  # the discard port: nothing listens
@@ -109,7 +109,7 @@ def test_version_and_completion_do_not_import_aiohttp() -> None:
     """``--version`` and shell completion import click and the CLI alone, not the SDK proper."""
     check = """
 import os, sys
-import close_async._cli as cli
+import close_async._tools.cli as cli
 try:
     cli.main(prog_name="close-async")
 except SystemExit as exit:
@@ -315,8 +315,8 @@ def test_an_empty_input_says_so_and_exits_2(
 def test_summary_is_wrapped_to_the_terminal_width(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from close_async._cli import print_summary
-    from close_async._importer import ImportSummary
+    from close_async._tools.cli import print_summary
+    from close_async._tools.importer import ImportSummary
 
     reason = "HTTP 400: the lead does not exist or was merged into another lead long ago"
     summary = ImportSummary(rows=3, created=1, failed=[(9, reason), (3, "x")], seconds=1.0)

@@ -13,6 +13,7 @@ import aiohttp
 import msgspec
 import pytest
 from aioresponses import aioresponses
+from close_async.testing import FakeCloseServer
 
 from close_async import (
     APIConnectionError,
@@ -31,7 +32,6 @@ from close_async import (
     __version__,
 )
 from close_async._constants import endpoint_group
-from close_async.testing import FakeCloseServer
 
 URL = "https://api.close.com/api/v1/opportunity/"
 FAST_BACKOFF = {"initial_backoff": 0.001, "max_backoff": 0.002}
@@ -406,7 +406,7 @@ async def test_429_dialects_are_retried_after_the_servers_wait(dialect: str) -> 
 
 
 async def test_429_without_any_wait_uses_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("close_async._pacer._UNKNOWN_PAUSE", 0.01)
+    monkeypatch.setattr("close_async._transport.pacer._UNKNOWN_PAUSE", 0.01)
     async with FakeCloseServer(dialect="none") as server:
         server.fail_next("429", times=2)
         async with fast_retries(AsyncCloseClient("k", base_url=server.base_url)) as close:
@@ -417,7 +417,7 @@ async def test_429_without_any_wait_uses_backoff(monkeypatch: pytest.MonkeyPatch
 async def test_429s_do_not_use_up_max_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     # Issue 11: a 429 means "not processed", so it is retried whatever max_retries says (which
     # counts the other failures); before, 5 scripted 429s failed this create after 3 requests.
-    monkeypatch.setattr("close_async._pacer._UNKNOWN_PAUSE", 0.01)
+    monkeypatch.setattr("close_async._transport.pacer._UNKNOWN_PAUSE", 0.01)
     async with FakeCloseServer(dialect="none") as server:
         server.fail_next("429", times=5)
         client = fast_retries(AsyncCloseClient("k", base_url=server.base_url, max_retries=2))
@@ -428,7 +428,7 @@ async def test_429s_do_not_use_up_max_retries(monkeypatch: pytest.MonkeyPatch) -
 
 
 async def test_429_with_max_retries_zero_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("close_async._pacer._UNKNOWN_PAUSE", 0.01)
+    monkeypatch.setattr("close_async._transport.pacer._UNKNOWN_PAUSE", 0.01)
     async with FakeCloseServer(dialect="none") as server:
         server.fail_next("429", times=5)
         client = fast_retries(AsyncCloseClient("k", base_url=server.base_url, max_retries=0))

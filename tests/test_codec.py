@@ -12,15 +12,15 @@ from typing import Any
 
 import msgspec
 import pytest
-
-from close_async import DecodeError, InvalidInputError, _codec, decode_opportunity
-from close_async._codec import OpportunityDecoder, encode_create
 from close_async.models import (
     AttachmentIn,
     CreateOpportunity,
     FollowUpEmailDetails,
     Opportunity,
 )
+
+from close_async import DecodeError, InvalidInputError, _codec, decode_opportunity
+from close_async._resources.custom import OpportunityDecoder, encode_create
 
 UTC = dt.timezone.utc
 
@@ -172,7 +172,7 @@ def test_escaped_key_is_found() -> None:
 
 
 def test_learning_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("close_async._codec.MAX_LEARNED_KEYS", 3)
+    monkeypatch.setattr("close_async._resources.custom.MAX_LEARNED_KEYS", 3)
     decoder = OpportunityDecoder()
     many = {f"cf_{i}": i for i in range(10)}
     assert decoder.decode(_doc(many)).custom == many
@@ -566,7 +566,7 @@ def test_unknown_top_level_fields_are_learned_and_skipped() -> None:
 def test_over_the_learning_bound_each_payload_is_still_exact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("close_async._codec.MAX_LEARNED_KEYS", 2)
+    monkeypatch.setattr("close_async._resources.custom.MAX_LEARNED_KEYS", 2)
     decoder = OpportunityDecoder()
     for n in (5, 3, 8, 5):
         custom = {f"cf_{i}": i for i in range(n)}

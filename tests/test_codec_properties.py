@@ -24,14 +24,14 @@ from unittest import mock
 
 import msgspec
 import pytest
+from close_async.models import Opportunity
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisWarning
 from hypothesis_jsonschema import from_schema
 
 from close_async import DecodeError
-from close_async._codec import OpportunityDecoder
-from close_async.models import Opportunity
+from close_async._resources.custom import OpportunityDecoder
 
 # --- Close's Opportunity schema, from /work/shared/seed/create-opportunity.md ---------------------
 # Every $ref inlined by hand; each constant is named after its component in the seed.
@@ -787,7 +787,7 @@ def test_one_decoder_stays_exact_as_keys_come_and_go(
         assert_decoded_exactly(opp, doc, model)
     # With learning bounded (MAX_LEARNED_KEYS reached), documents with keys beyond the bound
     # take the exact path, through types built for their own key set.
-    with mock.patch("close_async._codec.MAX_LEARNED_KEYS", bound):
+    with mock.patch("close_async._resources.custom.MAX_LEARNED_KEYS", bound):
         bounded = OpportunityDecoder()
         for doc, model in sequence * 2:
             assert_decoded_exactly(bounded.decode(doc.raw, model), doc, model)

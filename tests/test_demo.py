@@ -7,8 +7,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from close_async._cli import main
-from close_async._demo import run_demo
+from close_async._tools.cli import main
+from close_async._tools.demo import run_demo
 
 
 def check_report(out: str, rows: int) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from close_async import AsyncCloseClient
-from close_async._import_trace import SendTracker
-from close_async._retry import RetryPolicy
+from close_async._tools.import_trace import SendTracker
+from close_async._transport.retry import RetryPolicy
 
 from .wire import Wire
 

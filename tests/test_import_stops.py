@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from close_async import AsyncCloseClient, Opportunity, RedirectError
-from close_async._importer import ImportSummary, Stop, run_import, stop_report
-from close_async._journal import Journal
+from close_async._tools.importer import ImportSummary, Stop, run_import, stop_report
+from close_async._tools.journal import Journal
 
 from .wire import Ending, Wire
 

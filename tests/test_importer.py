@@ -14,11 +14,11 @@ import aiohttp
 import aiohttp.web
 import msgspec
 import pytest
+from close_async.testing import LEAD_MISSING, FakeCloseServer
 
 from close_async import AsyncCloseClient, InvalidInputError
-from close_async._importer import ImportSummary, read_rows, run_import
-from close_async._journal import Journal
-from close_async.testing import LEAD_MISSING, FakeCloseServer
+from close_async._tools.importer import ImportSummary, read_rows, run_import
+from close_async._tools.journal import Journal
 
 LEAD = "lead_" + "ImporterTests".ljust(43, "0")
 
@@ -582,7 +582,7 @@ async def test_rows_waiting_in_the_limiter_have_no_sending_record(tmp_path: Path
 
 
 def test_unnamed_trailing_columns_from_excel_are_not_unknown(tmp_path: Path) -> None:
-    from close_async._preflight import PreflightError, check_input
+    from close_async._tools.preflight import PreflightError, check_input
 
     path = tmp_path / "excel.csv"
     path.write_text(f"lead_id,note,,\n{LEAD},a,,\n{LEAD},b,,\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from close_async._journal import (
+from close_async._tools.journal import (
     DONE,
     UNKNOWN_STATES,
     Journal,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from close_async._journal import Journal, JournalLockedError
+from close_async._tools.journal import Journal, JournalLockedError
 
 
 @pytest.mark.parametrize("link", [os.symlink, os.link])

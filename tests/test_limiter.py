@@ -1,4 +1,4 @@
-"""Tests for close_async._limiter.TokenBucket, driven by a fake loop clock (no real sleeping)."""
+"""Tests for _transport.limiter.TokenBucket, driven by a fake loop clock (no real sleeping)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from close_async._limiter import Limiter, TokenBucket
+from close_async._transport.limiter import Limiter, TokenBucket
 
 from .conftest import T0, FakeClock
 

@@ -1,4 +1,4 @@
-"""Tests for close_async._pacer: a Window driven directly with the fake loop clock (no HTTP).
+"""Tests for _transport.pacer: a Window driven directly with the fake loop clock (no HTTP).
 
 Unit tests walk every rule of the module docstring, asserting who is admitted when rather than
 the internals; the simulations at the end put a crowd of acquirers in front of a small
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from close_async._pacer import _MARGIN, _UNKNOWN_PAUSE, PROBE_PATIENCE, Pacer, Window
-from close_async._ratelimit import RateLimitInfo
+from close_async._transport.pacer import _MARGIN, _UNKNOWN_PAUSE, PROBE_PATIENCE, Pacer, Window
+from close_async._transport.ratelimit import RateLimitInfo
 
 from .conftest import T0, FakeClock
 

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from close_async import _pacer
-from close_async._pacer import Window
-from close_async._ratelimit import RateLimitInfo
+from close_async._transport.pacer import Window
+from close_async._transport.ratelimit import RateLimitInfo
 
 from .conftest import T0, FakeClock
 from .test_pacer import cancel_all, granted, report, spawn

@@ -1,4 +1,4 @@
-"""Issue 11: the pacer where headers are missing, stale or wrong (close_async._pacer, _adaptive).
+"""Issue 11: the pacer where headers are missing, stale or wrong (_transport.pacer, .adaptive).
 
 Driven on the patched loop clock: a rate learned from a burst of 429s, the release after a pause,
 whole-second resets, waits over ``max_wait``, 429s asking for nothing. The property test drives
@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from close_async._adaptive import BACKOFF, BURST_SECONDS, ZERO_WAIT_FLOOR, LearnedRate
 from close_async._exceptions import RateLimitError
-from close_async._pacer import _MARGIN, Window
-from close_async._ratelimit import RateLimitInfo
+from close_async._transport.adaptive import BACKOFF, BURST_SECONDS, ZERO_WAIT_FLOOR, LearnedRate
+from close_async._transport.pacer import _MARGIN, Window
+from close_async._transport.ratelimit import RateLimitInfo
 
 from .conftest import T0, FakeClock
 from .test_pacer import Simulation, cancel_all, fixed, granted, learned, queue_up, report, spawn

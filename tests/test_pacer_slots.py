@@ -1,5 +1,5 @@
 """Issue 11: windows that do not refill at a roll (sliding windows, token buckets) are paced by
-slots (close_async._pacer.Window._slot_at), on the patched loop clock.
+slots (close_async._transport.pacer.Window._slot_at), on the patched loop clock.
 
 A request holds one of ``limit`` slots from its send until a window's length after its answer.
 The servers over real sockets are in test_pacer_servers.py; the benchmark is bench_fanout.py.
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from close_async._pacer import _MARGIN, Window
+from close_async._transport.pacer import _MARGIN, Window
 
 from .conftest import T0, FakeClock
 from .test_pacer import admitted_at, cancel_all, granted, learned, queue_up, report

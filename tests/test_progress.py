@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from close_async._importer import ImportSummary
-from close_async._progress import Progress, duration
+from close_async._tools.importer import ImportSummary
+from close_async._tools.progress import Progress, duration
 from tests.test_cli import csv_rows, server_thread, write_csv
 
 

@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from close_async._ratelimit import RateLimitInfo, _retry_after, parse_rate_limit, retry_after
+from close_async._transport.ratelimit import (
+    RateLimitInfo,
+    _retry_after,
+    parse_rate_limit,
+    retry_after,
+)
 
 # 2015-10-21 07:28:00 UTC, the instant of the RFC 9110 Retry-After example date.
 NOW = datetime(2015, 10, 21, 7, 28, tzinfo=timezone.utc).timestamp()

@@ -27,10 +27,10 @@ from close_async import (
     Opportunity,
     ServerError,
 )
-from close_async._cli import print_summary
-from close_async._importer import run_import
-from close_async._journal import Journal
-from close_async._redact import MASK, redact_error, secrets_of
+from close_async._tools.cli import print_summary
+from close_async._tools.importer import run_import
+from close_async._tools.journal import Journal
+from close_async._transport.redact import MASK, redact_error, secrets_of
 from tests.test_bulk import serving
 
 API_KEY = "api_4Pq2kR9sT7vW1xY3zA5bC7dE9fG1hJ3kL5mN7pQ9rS1tU3vW5"

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import redis as sync_redis
+from close_async.testing import FakeCloseServer
 
 from close_async import AsyncCloseClient, CloseError
-from close_async._redis import _ACQUIRE, _CHECK, _PAUSE, RedisTokenBucket
-from close_async.testing import FakeCloseServer
+from close_async._transport.redis import _ACQUIRE, _CHECK, _PAUSE, RedisTokenBucket
 from tests.conftest import RedisServer, free_port
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_import_close_async_without_redis_installed() -> None:
     code = (
         "import sys; sys.modules['redis'] = None\n"
         "import close_async\n"
-        "from close_async._redis import RedisTokenBucket\n"
+        "from close_async._transport.redis import RedisTokenBucket\n"
         "assert getattr(close_async, 'RedisTokenBucket', RedisTokenBucket) is RedisTokenBucket\n"
         "try:\n"
         "    RedisTokenBucket('redis://localhost', rate=1, burst=1)\n"
@@ -399,7 +399,7 @@ ROOT = str(Path(__file__).resolve().parents[1])
 WORKER = r"""
 import asyncio, json, sys, time
 from close_async import AsyncCloseClient, CloseError
-from close_async._redis import RedisTokenBucket
+from close_async._transport.redis import RedisTokenBucket
 
 class Recording:  # the limiter, noting when each request was let through (wall clock)
     def __init__(self, inner):

@@ -1,4 +1,4 @@
-"""Tests for close_async._retry.RetryPolicy: the decision, the waits, and the tenacity wiring.
+"""Tests for _transport.retry.RetryPolicy: the decision, the waits, and the tenacity wiring.
 
 Waits run on the fake loop clock, and tenacity's own clock (``time.monotonic`` in its module,
 used for the deadline) is pointed at it too, so nothing here sleeps for real.
@@ -28,7 +28,7 @@ from close_async._exceptions import (
     RateLimitError,
     error_for_status,
 )
-from close_async._retry import MAX_RATE_LIMITED, ZERO_WAIT_FLOOR, RetryPolicy
+from close_async._transport.retry import MAX_RATE_LIMITED, ZERO_WAIT_FLOOR, RetryPolicy
 
 from .conftest import FakeClock
 

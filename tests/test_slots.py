@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from close_async._slots import Slots
+from close_async._transport.slots import Slots
 
 
 async def test_free_slots_are_taken_without_waiting() -> None:

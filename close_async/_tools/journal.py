@@ -44,7 +44,7 @@ from typing import Any
 
 import msgspec
 
-from ._exceptions import CloseError
+from .._exceptions import CloseError
 
 try:
     import fcntl

@@ -17,11 +17,11 @@ import difflib
 import os
 from pathlib import Path
 
-from ._constants import CUSTOM_PREFIX
-from ._exceptions import CloseError
-from ._journal import Journal
-from ._rows import ENCODING_ERROR, encoding_name, read_header, read_rows, resolve_encoding
-from .models import CreateOpportunity
+from .._constants import CUSTOM_PREFIX
+from .._exceptions import CloseError
+from .._resources.opportunities.responses import CreateOpportunity
+from .journal import Journal
+from .rows import ENCODING_ERROR, encoding_name, read_header, read_rows, resolve_encoding
 
 FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
 

@@ -19,8 +19,8 @@ from collections.abc import (
 )
 from typing import Any, TypeVar, Union
 
-from ._constants import CUSTOM_PREFIX as _PREFIX
-from ._exceptions import (
+from .._constants import CUSTOM_PREFIX as _PREFIX
+from .._exceptions import (
     APIStatusError,
     AuthenticationError,
     CloseError,
@@ -28,7 +28,7 @@ from ._exceptions import (
     PermissionDeniedError,
     RedirectError,
 )
-from .models import AttachmentIn, CreateOpportunity
+from .opportunities.responses import AttachmentIn, CreateOpportunity
 
 T = TypeVar("T")
 Item = Union[CreateOpportunity, Mapping[str, Any]]  # noqa: UP007 (a runtime alias)

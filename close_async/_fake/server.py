@@ -62,7 +62,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from close_async._fake_server_http import (
+from .http import (
     DIALECTS,
     FAULTS,
     INVALID_JSON,
@@ -79,14 +79,14 @@ from close_async._fake_server_http import (
     server_fault,
     too_many_requests,
 )
-from close_async._fake_server_limits import (
+from .limits import (
     ALGORITHMS,
     PRESETS,
     Limiter,
     RateLimitModel,
     Verdict,
 )
-from close_async._fake_server_opportunity import (
+from .opportunity import (
     DEFAULT_ORGANIZATION_ID,
     LEAD_MISSING,
     build_opportunity,

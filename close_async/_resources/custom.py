@@ -27,10 +27,10 @@ from typing import Annotated, Any, Protocol, TypeVar, Union, cast, overload
 
 import msgspec
 
-from ._constants import CUSTOM_PREFIX as _PREFIX
-from ._exceptions import MSGSPEC_DECODE_ERRORS as _MSGSPEC_ERRORS
-from ._exceptions import DecodeError, InvalidInputError
-from .models import CreateOpportunity, Opportunity
+from .._constants import CUSTOM_PREFIX as _PREFIX
+from .._exceptions import MSGSPEC_DECODE_ERRORS as _MSGSPEC_ERRORS
+from .._exceptions import DecodeError, InvalidInputError
+from .opportunities.responses import CreateOpportunity, Opportunity
 
 OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
 Decode = Callable[[bytes | str], Any]

@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from ._constants import CUSTOM_PREFIX
-from ._exceptions import InvalidInputError
+from .._constants import CUSTOM_PREFIX
+from .._exceptions import InvalidInputError
 
 _decoder = msgspec.json.Decoder()
 _INT_COLUMNS = frozenset({"value", "confidence"})

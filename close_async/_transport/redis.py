@@ -32,9 +32,9 @@ import math
 import time
 from typing import TYPE_CHECKING, Literal
 
-from ._constants import endpoint_group
-from ._exceptions import CloseError
-from ._limiter import Limiter, TokenBucket
+from .._constants import endpoint_group
+from .._exceptions import CloseError
+from .limiter import Limiter, TokenBucket
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 
-from ._exceptions import RateLimitError
+from .._exceptions import RateLimitError
 
 logger = logging.getLogger("close_async")
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import tenacity
 
-from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT, INITIAL_BACKOFF, MAX_BACKOFF
-from ._exceptions import (
+from .._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT, INITIAL_BACKOFF, MAX_BACKOFF
+from .._exceptions import (
     APIConnectionError,
     CloseError,
     InvalidInputError,

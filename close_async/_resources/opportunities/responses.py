@@ -15,8 +15,8 @@ from typing import Any, Literal, TypeAlias
 
 import msgspec
 
-from ._constants import CUSTOM_PREFIX as _CUSTOM_PREFIX
-from ._validation import validate_create
+from ..._constants import CUSTOM_PREFIX as _CUSTOM_PREFIX
+from .requests import validate_create
 
 __all__ = [
     "ActionItem",
@@ -331,6 +331,6 @@ def _read_custom(opp: Opportunity, absent: Collection[str]) -> dict[str, Any]:
 
 
 def _restore(cls: type[Opportunity], raw: bytes) -> Opportunity:
-    from ._codec import decode_opportunity
+    from ..custom import decode_opportunity
 
     return decode_opportunity(raw, cls)

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
         "close-async: the command line needs click: pip install 'close-async[cli]'"
     ) from None
 
-from ._constants import (
+from .._constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
     CUSTOM_PREFIX,
@@ -34,12 +34,12 @@ from ._constants import (
     DEFAULT_CONCURRENCY,
     __version__,
 )
-from ._progress import Progress, terminal_width
-from ._serve import fake_server
+from .progress import Progress, terminal_width
+from .serve import fake_server
 
 if TYPE_CHECKING:
-    from ._client import AsyncCloseClient
-    from ._importer import ImportSummary
+    from .._client import AsyncCloseClient
+    from .importer import ImportSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
 _EPILOG = (
@@ -102,8 +102,8 @@ def main() -> None:
 
 
 def _client(ctx: click.Context) -> AsyncCloseClient:
-    from ._client import AsyncCloseClient
-    from ._exceptions import CloseError
+    from .._client import AsyncCloseClient
+    from .._exceptions import CloseError
 
     api_key = _option("api_key")
     if not api_key:
@@ -149,7 +149,7 @@ def create(ctx: click.Context, /, custom: tuple[str, ...], new_lead: bool, **fie
 
     import msgspec
 
-    from ._exceptions import CloseError, InvalidInputError
+    from .._exceptions import CloseError, InvalidInputError
 
     if new_lead == bool(fields["lead_id"]):
         raise click.UsageError(
@@ -310,10 +310,10 @@ async def _import(
     *,
     name: str,
 ) -> int:
-    from ._exceptions import InvalidInputError
-    from ._importer import EXIT_JOURNAL, Stop, run_import, stop_report
-    from ._journal import Journal, JournalError, JournalLockedError, is_disk_full
-    from ._preflight import PreflightError, check_input, check_paths
+    from .._exceptions import InvalidInputError
+    from .importer import EXIT_JOURNAL, Stop, run_import, stop_report
+    from .journal import Journal, JournalError, JournalLockedError, is_disk_full
+    from .preflight import PreflightError, check_input, check_paths
 
     stop = Stop()
     journal = None
@@ -463,7 +463,7 @@ def demo(rows: int, limit: int, window: float) -> None:
     """Import generated opportunities into an embedded fake Close server: no account needed."""
     import asyncio
 
-    from ._demo import run_demo
+    from .demo import run_demo
 
     sys.exit(asyncio.run(run_demo(rows=rows, limit=limit, window=window)))
 

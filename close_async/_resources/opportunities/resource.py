@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._bulk import Batch, Gate, Item, run_pool, to_create, unexpected
-from ._codec import decode_opportunity, encode_create
-from ._constants import DEFAULT_CONCURRENCY
-from ._exceptions import CloseError, DecodeError, InvalidInputError
-from .models import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
+from ..._constants import DEFAULT_CONCURRENCY
+from ..._exceptions import CloseError, DecodeError, InvalidInputError
+from ..bulk import Batch, Gate, Item, run_pool, to_create, unexpected
+from ..custom import decode_opportunity, encode_create
+from .responses import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar  # a default (PEP 696) before Python 3.13
 
-    from ._client import AsyncCloseClient
+    from ..._client import AsyncCloseClient
 
     # One signature per method, not overloads: a mypy error then names the parameter at fault
     # (overloads say only "No overload variant matches"), and the default keeps a call without

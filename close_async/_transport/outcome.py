@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 
-from ._constants import ASSUMED_SERVER_KEEPALIVE, MAX_ERROR_BODY
-from ._exceptions import (
+from .._constants import ASSUMED_SERVER_KEEPALIVE, MAX_ERROR_BODY
+from .._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -44,7 +44,7 @@ from ._exceptions import (
     RedirectError,
     error_for_status,
 )
-from ._ratelimit import retry_after
+from .ratelimit import retry_after
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 IDEMPOTENT_METHODS = SAFE_METHODS | {"PUT", "DELETE"}

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._exceptions import InvalidInputError
+from ..._exceptions import InvalidInputError
 
 if TYPE_CHECKING:
-    from .models import CreateOpportunity
+    from .responses import CreateOpportunity
 
 VALUE_PERIODS = ("one_time", "monthly", "annual")
 _ID_FIELDS = ("lead_id", "status_id", "contact_id", "user_id", "created_by")
@@ -113,7 +113,7 @@ def _check_date(name: str, value: Any) -> None:
 def _check_attachments(attachments: Any) -> None:
     if attachments is _UNSET or attachments is None:
         return
-    from .models import AttachmentIn  # here, not at the top: models imports this module
+    from .responses import AttachmentIn  # here, not at the top: models imports this module
 
     if not isinstance(attachments, list):
         raise InvalidInputError("attachments", attachments, "must be a list of AttachmentIn")

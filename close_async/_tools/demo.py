@@ -15,11 +15,11 @@ from pathlib import Path
 
 import click
 
-from ._client import AsyncCloseClient
-from ._importer import ImportSummary, run_import
-from ._journal import Journal
-from ._progress import Progress
-from .testing import FakeCloseServer
+from .._client import AsyncCloseClient
+from .._fake.server import FakeCloseServer
+from .importer import ImportSummary, run_import
+from .journal import Journal
+from .progress import Progress
 
 # Faults the server plays at given fractions of the import: (fraction, fault, what it shows).
 _SCRIPT = [

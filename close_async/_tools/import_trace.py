@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._journal import JournalWriteError
+from .journal import JournalWriteError
 
 if TYPE_CHECKING:
-    from ._journal import Journal
+    from .journal import Journal
 
 
 class SendTracker:

@@ -53,9 +53,9 @@ import collections
 import logging
 import math
 
-from ._adaptive import LearnedRate, too_long
-from ._held import Slots
-from ._ratelimit import RateLimitInfo
+from .adaptive import LearnedRate, too_long
+from .held import Slots
+from .ratelimit import RateLimitInfo
 
 logger = logging.getLogger("close_async")
 

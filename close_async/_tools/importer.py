@@ -30,10 +30,9 @@ from typing import Any
 
 import msgspec
 
-from ._bulk import to_create
-from ._client import AsyncCloseClient
-from ._constants import API_KEY_ENV
-from ._exceptions import (
+from .._client import AsyncCloseClient
+from .._constants import API_KEY_ENV
+from .._exceptions import (
     APIConnectionError,
     AuthenticationError,
     CloseError,
@@ -41,10 +40,11 @@ from ._exceptions import (
     RateLimitError,
     RedirectError,
 )
-from ._import_trace import SendTracker
-from ._journal import DONE, UNKNOWN_STATES, Journal, JournalWriteError
-from ._rows import Row, read_rows, resolve_encoding
-from .models import CreateOpportunity, Opportunity
+from .._resources.bulk import to_create
+from .._resources.opportunities.responses import CreateOpportunity, Opportunity
+from .import_trace import SendTracker
+from .journal import DONE, UNKNOWN_STATES, Journal, JournalWriteError
+from .rows import Row, read_rows, resolve_encoding
 
 __all__ = ["ImportSummary", "Row", "Stop", "read_rows", "run_import", "stop_report"]
 

@@ -13,7 +13,7 @@ from base64 import b64decode
 import msgspec
 from aiohttp import web
 
-from close_async._fake_server_limits import RateLimitModel, Verdict
+from .limits import RateLimitModel, Verdict
 
 DIALECTS = ("modern", "semicolon", "legacy_nested", "legacy_flat", "html", "none")
 FAULTS = (

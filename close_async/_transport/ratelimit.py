@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._exceptions import MSGSPEC_DECODE_ERRORS
+from .._exceptions import MSGSPEC_DECODE_ERRORS
 
 __all__ = ["RateLimitInfo", "parse_rate_limit", "retry_after"]
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._exceptions import APIStatusError, CloseError, DecodeError, status_message
+from .._exceptions import APIStatusError, CloseError, DecodeError, status_message
 
 ErrorT = TypeVar("ErrorT", bound=CloseError)
 

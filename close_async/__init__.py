@@ -35,7 +35,10 @@ if TYPE_CHECKING:
         ServerError,
     )
     from ._resources.custom import decode_opportunity
-    from ._resources.opportunities.responses import (
+    from ._transport.limiter import Limiter, TokenBucket
+    from ._transport.redis import RedisTokenBucket
+    from ._transport.retry import RetryPolicy
+    from .models import (
         ActionItem,
         AdjustCloseDateDetails,
         Attachment,
@@ -56,9 +59,6 @@ if TYPE_CHECKING:
         SuggestedActionDetails,
         ValuePeriod,
     )
-    from ._transport.limiter import Limiter, TokenBucket
-    from ._transport.redis import RedisTokenBucket
-    from ._transport.retry import RetryPolicy
 
 __all__ = [
     "APIConnectionError",
@@ -110,7 +110,7 @@ _MODULES = (
     "._transport.limiter",
     "._transport.redis",
     "._transport.retry",
-    "._resources.opportunities.responses",
+    ".models",
 )
 # Public submodules, bound as attributes on first use (``close_async.models.Opportunity``).
 _SUBMODULES = ("models", "testing")

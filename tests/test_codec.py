@@ -12,15 +12,16 @@ from typing import Any
 
 import msgspec
 import pytest
+
+from close_async import DecodeError, InvalidInputError, decode_opportunity
+from close_async._resources import custom as _codec
+from close_async._resources.custom import OpportunityDecoder, encode_create
 from close_async.models import (
     AttachmentIn,
     CreateOpportunity,
     FollowUpEmailDetails,
     Opportunity,
 )
-
-from close_async import DecodeError, InvalidInputError, _codec, decode_opportunity
-from close_async._resources.custom import OpportunityDecoder, encode_create
 
 UTC = dt.timezone.utc
 
@@ -643,7 +644,7 @@ def test_decode_opportunity_is_typed_for_mypy(tmp_path: Path) -> None:
         line.split("Revealed type is ")[1] for line in out.splitlines() if "Revealed" in line
     ]
     assert revealed == [
-        '"close_async.models.Opportunity"',
+        '"close_async._resources.opportunities.responses.Opportunity"',
         '"snippet.Tiered"',
         '"str"',
     ], out

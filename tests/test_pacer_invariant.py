@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from close_async import _pacer
+from close_async._transport import pacer as _pacer
 from close_async._transport.pacer import Window
 from close_async._transport.ratelimit import RateLimitInfo
 

@@ -55,9 +55,10 @@ def test_create_is_typed_by_its_response_type_and_opportunity_without_one(
 ) -> None:
     revealed, _ = checked
     assert revealed == [
-        '"close_async.models.Opportunity"',
+        '"close_async._resources.opportunities.responses.Opportunity"',
         '"snippet.Tiered"',
-        '"list[close_async.models.Opportunity | close_async._exceptions.CloseError]"',
+        '"list[close_async._resources.opportunities.responses.Opportunity'
+        ' | close_async._exceptions.CloseError]"',
         '"snippet.Tiered | close_async._exceptions.CloseError"',
     ]
 

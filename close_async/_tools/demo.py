@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from .._client import AsyncCloseClient
-from .._fake.server import FakeCloseServer
+from ..testing import FakeCloseServer
 from .importer import ImportSummary, run_import
 from .journal import Journal
 from .progress import Progress

@@ -41,7 +41,7 @@ from .._exceptions import (
     RedirectError,
 )
 from .._resources.bulk import to_create
-from .._resources.opportunities.responses import CreateOpportunity, Opportunity
+from ..models import CreateOpportunity, Opportunity
 from .import_trace import SendTracker
 from .journal import DONE, UNKNOWN_STATES, Journal, JournalWriteError
 from .rows import Row, read_rows, resolve_encoding

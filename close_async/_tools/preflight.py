@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .._constants import CUSTOM_PREFIX
 from .._exceptions import CloseError
-from .._resources.opportunities.responses import CreateOpportunity
+from ..models import CreateOpportunity
 from .journal import Journal
 from .rows import ENCODING_ERROR, encoding_name, read_header, read_rows, resolve_encoding
 

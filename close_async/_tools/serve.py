@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from .._fake.server import FakeCloseServer
+    from ..testing import FakeCloseServer
 
 
 @click.command(name="fake-server")
@@ -84,7 +84,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def _run(faults: tuple[str, ...], options: dict[str, Any]) -> None:
     import asyncio
 
-    from .._fake.server import FakeCloseServer  # aiohttp: imported only to serve
+    from ..testing import FakeCloseServer  # aiohttp: imported only to serve
 
     try:
         server = FakeCloseServer(**options)

@@ -1,0 +1,52 @@
+"""Typed models of Close's payloads, as msgspec Structs (re-exported from their resources).
+
+Every model derives from ``CloseModel``. Responses are decoded leniently (every field has a
+default, unknown fields are ignored, enums are open); requests are strict: ``CreateOpportunity``
+validates itself on construction and raises ``InvalidInputError`` naming the field and the value.
+"""
+
+from __future__ import annotations
+
+from ._resources.opportunities.responses import (
+    ActionItem,
+    AdjustCloseDateDetails,
+    Attachment,
+    AttachmentIn,
+    ChangeStatusDetails,
+    CloseModel,
+    CommentSummary,
+    ContactEmail,
+    ContactPhone,
+    CreateOpportunity,
+    FollowUpCallDetails,
+    FollowUpEmailDetails,
+    FollowUpSMSDetails,
+    IntegrationLink,
+    Opportunity,
+    StallStatus,
+    SuggestedAction,
+    SuggestedActionDetails,
+    ValuePeriod,
+)
+
+__all__ = [
+    "ActionItem",
+    "AdjustCloseDateDetails",
+    "Attachment",
+    "AttachmentIn",
+    "ChangeStatusDetails",
+    "CloseModel",
+    "CommentSummary",
+    "ContactEmail",
+    "ContactPhone",
+    "CreateOpportunity",
+    "FollowUpCallDetails",
+    "FollowUpEmailDetails",
+    "FollowUpSMSDetails",
+    "IntegrationLink",
+    "Opportunity",
+    "StallStatus",
+    "SuggestedAction",
+    "SuggestedActionDetails",
+    "ValuePeriod",
+]

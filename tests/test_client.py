@@ -13,7 +13,6 @@ import aiohttp
 import msgspec
 import pytest
 from aioresponses import aioresponses
-from close_async.testing import FakeCloseServer
 
 from close_async import (
     APIConnectionError,
@@ -32,6 +31,7 @@ from close_async import (
     __version__,
 )
 from close_async._constants import endpoint_group
+from close_async.testing import FakeCloseServer
 
 URL = "https://api.close.com/api/v1/opportunity/"
 FAST_BACKOFF = {"initial_backoff": 0.001, "max_backoff": 0.002}
@@ -58,7 +58,10 @@ def fast_retries(client: AsyncCloseClient, **kwargs: Any) -> AsyncCloseClient:
 def test_api_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLOSE_API_KEY", "api_env")
     client = AsyncCloseClient()
-    assert client._headers["Authorization"] == "Basic " + base64.b64encode(b"api_env:").decode()
+    assert (
+        client._transport._headers["Authorization"]
+        == "Basic " + base64.b64encode(b"api_env:").decode()
+    )
 
 
 def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,9 +205,9 @@ async def test_bad_input_sends_nothing(
 
 async def test_session_is_created_lazily_and_closed(close_server: FakeCloseServer) -> None:
     client = AsyncCloseClient("k", base_url=close_server.base_url)
-    assert client._session is None
+    assert client._transport._session is None
     await client.opportunities.create()
-    session = client._session
+    session = client._transport._session
     assert session is not None
     assert not session.closed
     await client.aclose()
@@ -504,11 +507,11 @@ async def test_a_create_cancelled_before_sending_gives_its_connection_slot_back(
         task = asyncio.create_task(close.opportunities.create())
         for _ in range(5):
             await asyncio.sleep(0)
-        assert close._slots.free == 0  # held while waiting for the limiter or the window
+        assert close._transport._slots.free == 0  # held while waiting for the limiter or the window
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert close._slots.free == 1
+        assert close._transport._slots.free == 1
         gate.set()
         close.pacer.window(endpoint_group("POST", "opportunity/")).paused_until = 0.0
         assert (await close.opportunities.create()).id

@@ -28,9 +28,9 @@ from close_async import (
     RedirectError,
     RetryPolicy,
     ServerError,
-    _outcome,
 )
 from close_async._constants import MAX_ERROR_BODY
+from close_async._transport import outcome as _outcome
 
 from .conftest import free_port as closed_port  # bound, then released: nobody listens
 from .wire import Ending, Wire
@@ -48,7 +48,7 @@ def client(base_url: str, **kwargs: Any) -> AsyncCloseClient:
 async def call(close: AsyncCloseClient, method: str) -> Any:
     if method == "POST":
         return await close.opportunities.create(lead_id="lead_1")
-    return await close.send("GET", "opportunity/oppo_1/", b"")
+    return await close._transport.send("GET", "opportunity/oppo_1/", b"")
 
 
 # ending -> {method: (error class or OK, may_have_succeeded, retried)}
@@ -223,7 +223,7 @@ async def test_an_on_send_hook_that_fails_surfaces_its_own_error_and_sends_nothi
 
     async with Wire() as server, client(server.base_url) as close:
         with pytest.raises(OSError, match="No space left") as info:
-            await close.send("POST", "opportunity/", b"{}", on_send=journal_write)
+            await close._transport.send("POST", "opportunity/", b"{}", on_send=journal_write)
         assert not isinstance(info.value, CloseError)
         assert (await close.opportunities.create(lead_id="lead_1")).id == "oppo_1"
     assert server.arrived == 1
@@ -322,7 +322,7 @@ async def test_an_unknown_outcome_of_an_idempotent_method_is_retried(ending: str
     # PUT and DELETE (issues 14/15) may have been applied, but applying them twice is harmless.
     server = Wire([Ending(ending)], slow=1.0)
     async with server, client(server.base_url, timeout=0.3) as close:
-        assert await close.send("PUT", "opportunity/oppo_1/", b"{}")
+        assert await close._transport.send("PUT", "opportunity/oppo_1/", b"{}")
     assert server.arrived == 2
     assert [r.method for r in server.processed] == ["PUT", "PUT"]
 
@@ -331,7 +331,7 @@ async def test_an_unknown_outcome_of_an_idempotent_method_is_retried(ending: str
 async def test_a_5xx_of_an_idempotent_method_is_retried(method: str) -> None:
     server = Wire([Ending(status=503)])
     async with server, client(server.base_url) as close:
-        assert await close.send(method, "opportunity/oppo_1/", b"")
+        assert await close._transport.send(method, "opportunity/oppo_1/", b"")
     assert [r.method for r in server.received] == [method, method]
 
 

@@ -17,7 +17,7 @@ from .responses import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
 if TYPE_CHECKING:
     from typing_extensions import TypeVar  # a default (PEP 696) before Python 3.13
 
-    from ..._client import AsyncCloseClient
+    from ..._transport.base import Transport
 
     # One signature per method, not overloads: a mypy error then names the parameter at fault
     # (overloads say only "No overload variant matches"), and the default keeps a call without
@@ -34,7 +34,7 @@ _PATH = "opportunity/"
 class Opportunities:
     """Create opportunities. Reached as ``client.opportunities``."""
 
-    def __init__(self, transport: AsyncCloseClient) -> None:
+    def __init__(self, transport: Transport) -> None:
         self._transport = transport  # only its send() and redact(): a resource never holds more
 
     async def create(

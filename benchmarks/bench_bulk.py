@@ -45,15 +45,15 @@ from typing import Any
 
 import aiohttp
 import msgspec
-from close_async.testing import FakeCloseServer
 from multidict import CIMultiDict, CIMultiDictProxy
 from payloads import load_average, machine_info, write_report
 
 from close_async import AsyncCloseClient, CreateOpportunity, Opportunity, decode_opportunity
 from close_async._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, USER_AGENT
 from close_async._fake.opportunity import build_opportunity
-from close_async._resources.custom import encode_create
+from close_async._resources.opportunities.codec import encode_create
 from close_async._transport.ratelimit import parse_rate_limit
+from close_async.testing import FakeCloseServer
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bulk.json"
 API_KEY = "bench-key"

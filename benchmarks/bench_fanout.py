@@ -35,11 +35,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 import requests
-from close_async.testing import FAULTS, PRESETS, FakeCloseServer, RateLimitModel
 from closeio_api import APIError, Client  # type: ignore[import-untyped]
 from payloads import machine_info, write_report
 
 from close_async import AsyncCloseClient
+from close_async.testing import FAULTS, PRESETS, FakeCloseServer, RateLimitModel
 
 T = TypeVar("T")
 LEAD_ID = "lead_" + "FanoutBenchmark".ljust(43, "0")

@@ -42,11 +42,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from close_async.testing import FakeCloseServer  # noqa: E402
 from payloads import machine_info, write_report  # noqa: E402
 
 from close_async import AsyncCloseClient, CloseError, TokenBucket  # noqa: E402
 from close_async._transport.redis import RedisTokenBucket  # noqa: E402
+from close_async.testing import FakeCloseServer  # noqa: E402
 
 API_KEY = "bench-key"
 LEAD_ID = "lead_" + "SharedLimitBenchmark".ljust(43, "0")

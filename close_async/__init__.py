@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         RedirectError,
         ServerError,
     )
-    from ._resources.custom import decode_opportunity
+    from ._resources.opportunities.codec import decode_opportunity
     from ._transport.limiter import Limiter, TokenBucket
     from ._transport.redis import RedisTokenBucket
     from ._transport.retry import RetryPolicy
@@ -105,7 +105,7 @@ __all__ = [
 # The modules that hold the names of __all__, imported by the first use of any of them.
 _MODULES = (
     "._client",
-    "._resources.custom",
+    "._resources.opportunities.codec",
     "._exceptions",
     "._transport.limiter",
     "._transport.redis",

@@ -7,17 +7,16 @@ validates itself on construction and raises ``InvalidInputError`` naming the fie
 
 from __future__ import annotations
 
+from ._resources.base import CloseModel
+from ._resources.opportunities.requests import AttachmentIn, CreateOpportunity, ValuePeriod
 from ._resources.opportunities.responses import (
     ActionItem,
     AdjustCloseDateDetails,
     Attachment,
-    AttachmentIn,
     ChangeStatusDetails,
-    CloseModel,
     CommentSummary,
     ContactEmail,
     ContactPhone,
-    CreateOpportunity,
     FollowUpCallDetails,
     FollowUpEmailDetails,
     FollowUpSMSDetails,
@@ -26,7 +25,6 @@ from ._resources.opportunities.responses import (
     StallStatus,
     SuggestedAction,
     SuggestedActionDetails,
-    ValuePeriod,
 )
 
 __all__ = [

@@ -7,9 +7,9 @@ test with ``@pytest.mark.asyncio``.)
 """
 
 import pytest
-from close_async.testing import FakeCloseServer
 
 from close_async import AsyncCloseClient, ServerError
+from close_async.testing import FakeCloseServer
 
 
 @pytest.fixture

@@ -23,8 +23,9 @@ import msgspec
 import pytest
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
-from close_async.testing import FakeCloseServer
 from hypothesis import Phase, settings
+
+from close_async.testing import FakeCloseServer
 
 # HYPOTHESIS_PROFILE=ci (.ci/run's matrix): no shrinking, so a failing property fails in seconds
 # instead of shrinking for minutes on a slow cell; the failure prints a blob for

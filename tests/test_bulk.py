@@ -12,8 +12,6 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import web
-from close_async.models import AttachmentIn
-from close_async.testing import LEAD_MISSING, FakeCloseServer
 
 from close_async import (
     AsyncCloseClient,
@@ -26,7 +24,9 @@ from close_async import (
     TokenBucket,
 )
 from close_async._resources.bulk import to_create
-from close_async._resources.custom import encode_create
+from close_async._resources.opportunities.codec import encode_create
+from close_async.models import AttachmentIn
+from close_async.testing import LEAD_MISSING, FakeCloseServer
 
 LEAD = "lead_" + "BulkTests".ljust(43, "0")
 

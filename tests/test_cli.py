@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 from click.testing import CliRunner, Result
-from close_async.testing import LEAD_MISSING, FakeCloseServer
 
 from close_async import __version__
 from close_async._tools.cli import main
+from close_async.testing import LEAD_MISSING, FakeCloseServer
 
 T = TypeVar("T")
 LEAD = "lead_" + "CliTests".ljust(43, "0")

@@ -15,7 +15,7 @@ import pytest
 
 from close_async import DecodeError, InvalidInputError, decode_opportunity
 from close_async._resources import custom as _codec
-from close_async._resources.custom import OpportunityDecoder, encode_create
+from close_async._resources.opportunities.codec import OpportunityDecoder, encode_create
 from close_async.models import (
     AttachmentIn,
     CreateOpportunity,

@@ -24,14 +24,14 @@ from unittest import mock
 
 import msgspec
 import pytest
-from close_async.models import Opportunity
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisWarning
 from hypothesis_jsonschema import from_schema
 
 from close_async import DecodeError
-from close_async._resources.custom import OpportunityDecoder
+from close_async._resources.opportunities.codec import OpportunityDecoder
+from close_async.models import Opportunity
 
 # --- Close's Opportunity schema, from /work/shared/seed/create-opportunity.md ---------------------
 # Every $ref inlined by hand; each constant is named after its component in the seed.

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from close_async.testing import FakeCloseServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+
 from close_async.testing import FakeCloseServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,11 +14,11 @@ import aiohttp
 import aiohttp.web
 import msgspec
 import pytest
-from close_async.testing import LEAD_MISSING, FakeCloseServer
 
 from close_async import AsyncCloseClient, InvalidInputError
 from close_async._tools.importer import ImportSummary, read_rows, run_import
 from close_async._tools.journal import Journal
+from close_async.testing import LEAD_MISSING, FakeCloseServer
 
 LEAD = "lead_" + "ImporterTests".ljust(43, "0")
 

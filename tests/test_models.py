@@ -6,6 +6,8 @@ import datetime as dt
 
 import msgspec
 import pytest
+
+from close_async import InvalidInputError
 from close_async.models import (
     AdjustCloseDateDetails,
     AttachmentIn,
@@ -17,8 +19,6 @@ from close_async.models import (
     Opportunity,
     SuggestedAction,
 )
-
-from close_async import InvalidInputError
 
 UTC = dt.timezone.utc
 

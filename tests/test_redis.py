@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import redis as sync_redis
-from close_async.testing import FakeCloseServer
 
 from close_async import AsyncCloseClient, CloseError
 from close_async._transport.redis import _ACQUIRE, _CHECK, _PAUSE, RedisTokenBucket
+from close_async.testing import FakeCloseServer
 from tests.conftest import RedisServer, free_port
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from close_async.testing import DIALECTS, FAULTS, LEAD_MISSING, FakeCloseServer, RequestRecord
 
 KEY = "api_0123456789abcdef"

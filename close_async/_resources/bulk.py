@@ -28,7 +28,7 @@ from .._exceptions import (
     PermissionDeniedError,
     RedirectError,
 )
-from .opportunities.responses import AttachmentIn, CreateOpportunity
+from .opportunities.requests import AttachmentIn, CreateOpportunity
 
 T = TypeVar("T")
 Item = Union[CreateOpportunity, Mapping[str, Any]]  # noqa: UP007 (a runtime alias)

@@ -1,4 +1,9 @@
-"""JSON in and out: the request encoder and the fast Opportunity decoder.
+"""Models with flat ``custom.*`` keys, and their one-pass decoder (for any such model).
+
+``CustomFieldsModel`` gives a model ``.custom``, pickling and copying; ``CustomDecoder`` decodes
+it (or a subclass declaring typed custom fields). The private attributes they share
+(``_close_base``, ``_close_custom``, ``_absent``, ``_undeclared``) are written and read in this
+module only.
 
 Custom fields travel as flat ``"custom.cf_<id>"`` keys that no static model can declare, and a
 msgspec Struct silently drops keys it does not declare. Decoding twice (once to a dict to find them)
@@ -18,93 +23,113 @@ them afterwards) would slow every aware payload by 7-30%, so naive ones stay on 
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import keyword
 import re
-from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Protocol, TypeVar, Union, cast, overload
+from collections.abc import Callable, Collection, Iterable
+from typing import Annotated, Any, TypeVar, Union
 
 import msgspec
 
 from .._constants import CUSTOM_PREFIX as _PREFIX
 from .._exceptions import MSGSPEC_DECODE_ERRORS as _MSGSPEC_ERRORS
-from .._exceptions import DecodeError, InvalidInputError
-from .opportunities.responses import CreateOpportunity, Opportunity
+from .._exceptions import DecodeError
+from .base import CloseModel
 
-OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
 Decode = Callable[[bytes | str], Any]
 
-_encoder = msgspec.json.Encoder()
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
 _DATETIME = Union[dt.datetime, None]  # noqa: UP007 (compared with a field's resolved type)
 _AWARE = Union[Annotated[dt.datetime, msgspec.Meta(tz=True)], None]  # noqa: UP007
 _UNDECLARABLE = re.compile(r'[\\"\x00-\x1f]')
 _UNSET = msgspec.UNSET
+M = TypeVar("M", bound="CustomFieldsModel")
 # Learning is bounded so a stream of ever-new keys cannot grow memory without limit.
 MAX_LEARNED_KEYS = 2000
 
 
-def encode_create(item: CreateOpportunity) -> bytes:
-    """The request body: declared fields (unset ones left out) plus flat ``custom.cf_*`` keys.
+class CustomFieldsModel(CloseModel, kw_only=True):
+    """A response model whose ``custom.*`` keys are kept, whatever they are (see ``.custom``).
 
-    A value JSON cannot carry (an arbitrary object, a lone surrogate in a string, a dict with
-    tuple keys, nesting deeper than ~1,000 levels) raises ``InvalidInputError`` naming its field.
+    Instances from ``CustomDecoder`` are of a subclass (same name) that also declares the custom
+    keys seen so far, which is what lets one pass keep them all. ``isinstance`` checks, pickling
+    and ``msgspec.json.encode`` (which writes the flat ``custom.*`` keys back) work as usual.
     """
-    try:
-        return _encode(item)
-    # Whatever msgspec refuses: TypeError, UnicodeEncodeError, RecursionError, or an error from
-    # a user's container while it is read. Encoding has no side effects, so none is lost.
-    except Exception as exc:
-        raise _unencodable(item, exc) from exc
 
+    @property
+    def custom(self) -> dict[str, Any]:
+        """Every ``custom.*`` key of the response, keyed by field id (``cf_...``).
 
-def _encode(item: CreateOpportunity) -> bytes:
-    if not item.custom:
-        return _encoder.encode(item)
-    custom = _encoder.encode({_PREFIX + k: v for k, v in item.custom.items()})
-    # A shallow copy without the custom dict (copy, not structs.replace: that would validate again).
-    bare = copy.copy(item)
-    bare.custom = {}
-    body = _encoder.encode(bare)
-    if body == b"{}":
+        Built from the object's fields on each access, so decoding never pays for it (keep it in
+        a variable to read it many times). It is a new dict each time: changing it leaves the
+        object as it is.
+        """
+        extra: dict[str, Any] | None = getattr(self, "__dict__", None)
+        if not extra:  # the usual case: instances of the decoder's fast type have no __dict__
+            return _read_custom(self, ())
+        custom = _read_custom(self, extra.get("_absent", ()))
+        custom.update(extra.get("_undeclared", ()))
         return custom
-    return body[:-1] + b"," + custom[1:]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Decoded instances are of a generated class that pickle cannot look up by name: rebuild
+        # them through the decoder from the class the user knows.
+        base = getattr(type(self), "_close_base", type(self))
+        data = msgspec.to_builtins(self)
+        absent = getattr(self, "__dict__", {}).get("_absent", ())
+        for field in msgspec.structs.fields(self):
+            if field.name in absent:  # a typed custom field that the payload did not have
+                data.pop(field.encode_name, None)
+        for field_id, value in self.custom.items():  # keys no Struct field could declare
+            data.setdefault(_PREFIX + field_id, value)
+        return (_restore, (base, msgspec.json.encode(data)))
+
+    def __copy__(self) -> CustomFieldsModel:
+        # msgspec's own __copy__ would not carry which typed custom fields were absent.
+        restore, args = self.__reduce__()
+        clone: CustomFieldsModel = restore(*args)
+        return clone
 
 
-def _unencodable(item: CreateOpportunity, exc: Exception) -> InvalidInputError:
-    """The error naming the first field whose value cannot be encoded (on the failure path only:
-    each field is encoded again on its own to find it)."""
-    try:
-        for name, value, wire in _wire_parts(item):
-            try:
-                _encoder.encode(wire)
-            except Exception as err:
-                return InvalidInputError(name, value, f"cannot be sent as JSON ({_reason(err)})")
-    except Exception:  # a container that fails to be read again: name the item as a whole
-        pass
-    return InvalidInputError("item", item, f"cannot be sent as JSON ({_reason(exc)})")
+def _read_custom(opp: CustomFieldsModel, absent: Collection[str]) -> dict[str, Any]:
+    cls = type(opp)
+    # Kept on the class itself (its own __dict__: a subclass declares more fields), so that the
+    # decoder's generated classes of past key sets are not held alive by a cache of ours.
+    attrs: tuple[tuple[int, str, str], ...] | None = cls.__dict__.get("_close_custom")
+    if attrs is None:
+        attrs = tuple(
+            (index, f.name, f.encode_name[len(_PREFIX) :])
+            for index, f in enumerate(msgspec.structs.fields(cls))
+            if f.encode_name.startswith(_PREFIX)
+        )
+        cls._close_custom = attrs  # type: ignore[attr-defined]
+    values = msgspec.structs.astuple(opp)  # one C call, instead of a getattr per field
+    return {
+        field_id: values[index]
+        for index, name, field_id in attrs
+        if values[index] is not _UNSET and name not in absent
+    }
 
 
-def _wire_parts(item: CreateOpportunity) -> Iterable[tuple[str, Any, Any]]:
-    """``(field name, value, what is encoded)`` for every part of the body, finest first."""
-    for field in msgspec.structs.fields(item):
-        value = getattr(item, field.name)
-        if value is _UNSET or field.name == "custom":
-            continue
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                yield f"{field.name}.{key}", sub, {key: sub}
-        elif isinstance(value, list):
-            for i, sub in enumerate(value):
-                yield f"{field.name}[{i}]", sub, sub
-        yield field.name, value, value
-    for key, value in item.custom.items():
-        yield f"custom.{key}", value, {_PREFIX + key: value}
+def _restore(cls: type[CustomFieldsModel], raw: bytes) -> CustomFieldsModel:
+    return shared_decoder(cls).decode(raw, cls)  # type: ignore[no-any-return]
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+_SHARED: dict[type[CustomFieldsModel], CustomDecoder] = {}
+
+
+def share(decoder: CustomDecoder) -> None:
+    """Make ``decoder`` the one that unpickles (and copies) its root model's instances."""
+    _SHARED[decoder.root] = decoder
+
+
+def shared_decoder(cls: type[CustomFieldsModel]) -> CustomDecoder:
+    """The shared decoder of the model ``cls`` derives from (one is made on first need)."""
+    for root in cls.__mro__:
+        if root in _SHARED:
+            return _SHARED[root]
+    decoder = _SHARED[cls] = CustomDecoder(cls)
+    return decoder
 
 
 class _FastType:
@@ -116,7 +141,7 @@ class _FastType:
     unknown key and learns it, so unknown fields still always decode.
     """
 
-    def __init__(self, base: type[Opportunity], keys: Iterable[str]) -> None:
+    def __init__(self, base: type[CustomFieldsModel], keys: Iterable[str]) -> None:
         base_fields = msgspec.structs.fields(base)
         declared = {f.encode_name for f in base_fields}
         # Typed custom fields a user declared on a subclass are declared again here with an
@@ -175,7 +200,7 @@ class _FastType:
         self.lenient: msgspec.json.Decoder[Any] = msgspec.json.Decoder(lenient)
 
 
-def _fast_options(base: type[Opportunity], *, typed: bool) -> dict[str, Any]:
+def _fast_options(base: type[CustomFieldsModel], *, typed: bool) -> dict[str, Any]:
     """``dict``/``gc`` for the fast type: a __dict__ only to note absent typed fields, and
     untracked unless the user's base has a __dict__ or weak references (msgspec requires GC
     tracking for either)."""
@@ -186,7 +211,7 @@ def _fast_options(base: type[Opportunity], *, typed: bool) -> dict[str, Any]:
     return {"gc": False}
 
 
-def _attr_name(key: str, index: int, base: type[Opportunity]) -> str:
+def _attr_name(key: str, index: int, base: type[CustomFieldsModel]) -> str:
     name = key[len(_PREFIX) :] if key.startswith(_PREFIX) else ""
     # A custom field id becomes the attribute name (it shows as cf_... in reprs, which is what
     # users recognise) unless it could shadow something: a name of the class, a keyword, or any
@@ -194,25 +219,6 @@ def _attr_name(key: str, index: int, base: type[Opportunity]) -> str:
     # names, which no id used as a name can collide with.
     usable = name.isidentifier() and not name.startswith("_") and not keyword.iskeyword(name)
     return name if usable and not hasattr(base, name) else f"_{index}"
-
-
-class DecodeOpportunity(Protocol):
-    """The signature of ``decode_opportunity`` (and of every ``OpportunityDecoder().decode``)."""
-
-    @overload
-    def __call__(self, data: bytes | str, type: None = None) -> Opportunity: ...
-    @overload
-    def __call__(self, data: bytes | str, type: type[OpportunityT]) -> OpportunityT: ...
-    def __call__(self, data: bytes | str, type: type[Opportunity] | None = None) -> Opportunity:
-        """Decode one Opportunity JSON document, keeping every ``custom.*`` key in ``.custom``.
-
-        ``decode_opportunity(data: bytes | str, type: type[T] | None = None) -> T``, where ``T``
-        is ``Opportunity`` or the subclass given. Pass ``type=`` a subclass of ``Opportunity``
-        with fields renamed to ``custom.cf_...`` to get those custom fields as typed attributes
-        (they are in ``.custom`` too). Raises ``DecodeError`` (keeping the raw body) if it is not
-        an Opportunity.
-        """
-        ...
 
 
 class _NotBuilt(Exception):
@@ -224,59 +230,65 @@ def _not_built(data: bytes | str) -> Any:
     raise _NotBuilt
 
 
-class OpportunityDecoder:
-    """Decodes Opportunity responses (or a subclass with typed custom fields) in one pass."""
+class CustomDecoder:
+    """Decodes responses of the model ``root`` (or a subclass with typed custom fields) in one
+    pass. ``decode(data, type=None)``: ``type`` defaults to ``root``."""
 
-    decode: DecodeOpportunity
+    decode: Callable[..., Any]
 
-    def __init__(self) -> None:
+    def __init__(self, root: type[CustomFieldsModel]) -> None:
+        self.root = root
+        name = root.__name__
+        self._noun = f"{'an' if name[:1].upper() in 'AEIOU' else 'a'} {name}"
         # Insertion-ordered set of the top-level keys seen that no model declares: custom.*
         # keys, and fields Close added after this release (declared only to be skipped).
         self._learned: dict[str, None] = {}
-        self._fast: dict[type[Opportunity], _FastType] = {}
+        self._fast: dict[type[CustomFieldsModel], _FastType] = {}
         # By target type: msgspec's own bound decode method (or, for typed custom fields, a
         # small wrapper), so that the hot path adds a single Python call to msgspec's work.
-        self._decoders: dict[type[Opportunity], Decode] = {}
+        self._decoders: dict[type[CustomFieldsModel], Decode] = {}
         # Types for payloads whose keys could not be learned any more (the bound was reached).
-        self._overflow: dict[tuple[type[Opportunity], frozenset[str]], _FastType] = {}
+        self._overflow: dict[tuple[type[CustomFieldsModel], frozenset[str]], _FastType] = {}
         # By target type: the keys its own fields declare (they never change).
-        self._declared: dict[type[Opportunity], frozenset[str]] = {}
+        self._declared: dict[type[CustomFieldsModel], frozenset[str]] = {}
         self.decode, self._set_default = self._hot_path()
 
-    def _hot_path(self) -> tuple[DecodeOpportunity, Callable[[Decode], None]]:
+    def _hot_path(self) -> tuple[Callable[..., Any], Callable[[Decode], None]]:
         """``decode``: a closure, because its whole overhead budget is one Python call.
 
         A bound method with a dict lookup per call cost ~5% of a small decode; a closure that
         holds the plain Opportunity decoder in a variable costs ~2%.
         """
         decoders = self._decoders
+        root = self.root
         default: Decode = _not_built  # until built, and again when keys are learned
 
-        def decode(data: bytes | str, type: type[Opportunity] | None = None) -> Opportunity:
+        def decode(
+            data: bytes | str, type: type[CustomFieldsModel] | None = None
+        ) -> CustomFieldsModel:
             try:
                 if type is None:
                     return default(data)  # type: ignore[no-any-return]
                 return decoders.get(type, _not_built)(data)  # type: ignore[no-any-return]
             except _MSGSPEC_ERRORS:  # also an undeclared key, or a missing or empty id
-                return self._decode_exact(_bytes(data), type or Opportunity)
+                return self._decode_exact(_bytes(data), type or root)
             except _NotBuilt:  # first use of this type, or keys were learned since
                 pass
-            self._fast_type(type or Opportunity)  # which makes the next call find it
+            self._fast_type(type or root)  # which makes the next call find it
             return decode(data, type)
 
         def set_default(function: Decode) -> None:
             nonlocal default
             default = function
 
-        decode.__doc__ = DecodeOpportunity.__call__.__doc__
-        decode.__qualname__ = "OpportunityDecoder.decode"
-        return cast(DecodeOpportunity, decode), set_default
+        decode.__qualname__ = f"{type(self).__name__}.decode"
+        return decode, set_default
 
-    def _decode_exact(self, raw: bytes, type: type[OpportunityT]) -> OpportunityT:
+    def _decode_exact(self, raw: bytes, type: type[M]) -> M:
         try:
             fields = _dict_decoder.decode(raw)
         except _MSGSPEC_ERRORS as exc:
-            raise DecodeError(f"response is not an Opportunity: {exc}", body=raw) from exc
+            raise DecodeError(f"response is not {self._noun}: {exc}", body=raw) from exc
         declared = self._declared.get(type)
         if declared is None:  # structs.fields evaluates annotations: ~2 ms, once per type
             declared = self._declared[type] = frozenset(
@@ -310,17 +322,17 @@ class OpportunityDecoder:
             if len(self._overflow) < 64:
                 self._overflow[(type, keys)] = fast
         try:
-            opp: OpportunityT = fast.lenient.decode(raw)
+            opp: M = fast.lenient.decode(raw)
         except _MSGSPEC_ERRORS as exc:
-            raise DecodeError(f"response is not an Opportunity: {exc}", body=raw) from exc
-        if not opp.id:
-            raise DecodeError("response is not an Opportunity: it has no id", body=raw)
+            raise DecodeError(f"response is not {self._noun}: {exc}", body=raw) from exc
+        if not getattr(opp, "id", None):
+            raise DecodeError(f"response is not {self._noun}: it has no id", body=raw)
         for name in fast.aware:  # API.md promises tz-aware datetimes: naive ones are UTC
             when = getattr(opp, name)
             if when is not None and when.tzinfo is None:
                 setattr(opp, name, when.replace(tzinfo=dt.timezone.utc))
         if fast.typed:
-            _fill_typed(opp, fast)
+            _fill_typed(opp, fast, self._noun)
         if undeclared := {k[len(_PREFIX) :]: fields[k] for k in odd if k.startswith(_PREFIX)}:
             opp.__dict__["_undeclared"] = undeclared  # no field holds these: .custom adds them
         return opp
@@ -331,21 +343,22 @@ class OpportunityDecoder:
         self._decoders.clear()
         self._set_default(_not_built)
 
-    def _fast_type(self, type: type[Opportunity]) -> _FastType:
+    def _fast_type(self, type: type[CustomFieldsModel]) -> _FastType:
         fast = self._fast.get(type)
         if fast is None:
             fast = self._fast[type] = _FastType(type, tuple(self._learned))
             if fast.typed:
                 decode = fast.decoder.decode
-                self._decoders[type] = lambda data: _fill_typed(decode(data), fast)
+                noun = self._noun
+                self._decoders[type] = lambda data: _fill_typed(decode(data), fast, noun)
             else:
                 self._decoders[type] = fast.decoder.decode
-            if type is Opportunity:
+            if type is self.root:
                 self._set_default(self._decoders[type])
         return fast
 
 
-def _fill_typed(opp: OpportunityT, fast: _FastType) -> OpportunityT:
+def _fill_typed(opp: M, fast: _FastType, noun: str) -> M:
     """Give absent typed custom fields their declared default, and remember they were absent."""
     absent = []
     for name, default, factory in fast.typed:
@@ -357,7 +370,7 @@ def _fill_typed(opp: OpportunityT, fast: _FastType) -> OpportunityT:
                 setattr(opp, name, factory())
             else:
                 raise DecodeError(
-                    f"response is not an Opportunity: missing required custom field {name!r}",
+                    f"response is not {noun}: missing required custom field {name!r}",
                     body=msgspec.json.encode(opp),
                 )
     if absent:
@@ -367,11 +380,3 @@ def _fill_typed(opp: OpportunityT, fast: _FastType) -> OpportunityT:
 
 def _bytes(data: bytes | str) -> bytes:
     return data.encode() if isinstance(data, str) else data
-
-
-_decoder = OpportunityDecoder()
-
-
-decode_opportunity: DecodeOpportunity = _decoder.decode
-"""The module decoder's own ``decode`` (documented on ``DecodeOpportunity``): a closure, so the hot
-path costs one Python call, not two."""

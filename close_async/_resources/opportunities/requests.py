@@ -1,4 +1,4 @@
-"""Checks run when a ``models.CreateOpportunity`` is built.
+"""The opportunity request models, and the checks run when a ``CreateOpportunity`` is built.
 
 msgspec Structs do not check types on ``__init__``, and a bad value caught here costs nothing,
 while one caught by Close costs a request (and, for a 5xx, an unknown outcome). Each failure names
@@ -9,14 +9,53 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import msgspec
 
 from ..._exceptions import InvalidInputError
+from ..base import CloseModel
 
-if TYPE_CHECKING:
-    from .responses import CreateOpportunity
+UNSET = msgspec.UNSET
+
+#: The request enum (closed: anything else is rejected before sending).
+ValuePeriod = Literal["one_time", "monthly", "annual"]
+
+
+class AttachmentIn(CloseModel, kw_only=True):
+    """An attachment to add on create: a file already uploaded to Close's files API."""
+
+    url: str
+    filename: str
+    content_type: str = ""
+
+
+class CreateOpportunity(CloseModel, kw_only=True):
+    """The body of ``POST /opportunity/``. Unset fields are not sent; ``None`` is sent as null.
+
+    ``value`` is in cents. ``custom`` maps custom field ids (``cf_...``) to values, sent as flat
+    ``"custom.cf_..."`` keys; lists (multi-value fields) are sent whole and replace the old value.
+    """
+
+    lead_id: str | msgspec.UnsetType | None = UNSET
+    status_id: str | msgspec.UnsetType | None = UNSET
+    value: int | msgspec.UnsetType | None = UNSET
+    value_period: ValuePeriod | msgspec.UnsetType | None = UNSET
+    confidence: int | msgspec.UnsetType | None = UNSET
+    note: str | msgspec.UnsetType | None = UNSET
+    contact_id: str | msgspec.UnsetType | None = UNSET
+    user_id: str | msgspec.UnsetType | None = UNSET
+    created_by: str | msgspec.UnsetType | None = UNSET
+    date_won: dt.datetime | dt.date | msgspec.UnsetType | None = UNSET
+    date_created: dt.datetime | dt.date | msgspec.UnsetType | None = UNSET
+    attachments: list[AttachmentIn] | msgspec.UnsetType | None = UNSET
+    #: Deprecated by Close in favour of ``custom.cf_...`` keys; kept because the schema has it.
+    custom_fields: dict[str, Any] | msgspec.UnsetType | None = UNSET
+    custom: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        validate_create(self)
+
 
 VALUE_PERIODS = ("one_time", "monthly", "annual")
 _ID_FIELDS = ("lead_id", "status_id", "contact_id", "user_id", "created_by")
@@ -113,8 +152,6 @@ def _check_date(name: str, value: Any) -> None:
 def _check_attachments(attachments: Any) -> None:
     if attachments is _UNSET or attachments is None:
         return
-    from .responses import AttachmentIn  # here, not at the top: models imports this module
-
     if not isinstance(attachments, list):
         raise InvalidInputError("attachments", attachments, "must be a list of AttachmentIn")
     for i, attachment in enumerate(attachments):

@@ -11,8 +11,9 @@ import msgspec
 from ..._constants import DEFAULT_CONCURRENCY
 from ..._exceptions import CloseError, DecodeError, InvalidInputError
 from ..bulk import Batch, Gate, Item, run_pool, to_create, unexpected
-from ..custom import decode_opportunity, encode_create
-from .responses import AttachmentIn, CreateOpportunity, Opportunity, ValuePeriod
+from .codec import decode_opportunity, encode_create
+from .requests import AttachmentIn, CreateOpportunity, ValuePeriod
+from .responses import Opportunity
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar  # a default (PEP 696) before Python 3.13

@@ -1,34 +1,28 @@
-"""Typed models of Close's opportunity payloads, as msgspec Structs.
+"""Typed models of Close's opportunity responses, as msgspec Structs.
 
-Every model derives from ``CloseModel``, which carries the options they share. Responses are
-decoded leniently: every field has a default (real responses omit fields the OpenAPI schema calls
+Decoded leniently: every field has a default (real responses omit fields the OpenAPI schema calls
 required), unknown fields are ignored, and enums are open (a value Close adds tomorrow decodes as a
-plain ``str``). Requests are strict: ``CreateOpportunity`` validates itself on construction and
-raises ``InvalidInputError`` naming the field and the value.
+plain ``str``). ``Opportunity.custom`` and pickling come from ``CustomFieldsModel``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import msgspec
 
-from ..._constants import CUSTOM_PREFIX as _CUSTOM_PREFIX
-from .requests import validate_create
+from ..base import CloseModel
+from ..custom import CustomFieldsModel
 
 __all__ = [
     "ActionItem",
     "AdjustCloseDateDetails",
     "Attachment",
-    "AttachmentIn",
     "ChangeStatusDetails",
-    "CloseModel",
     "CommentSummary",
     "ContactEmail",
     "ContactPhone",
-    "CreateOpportunity",
     "FollowUpCallDetails",
     "FollowUpEmailDetails",
     "FollowUpSMSDetails",
@@ -37,13 +31,8 @@ __all__ = [
     "StallStatus",
     "SuggestedAction",
     "SuggestedActionDetails",
-    "ValuePeriod",
 ]
 
-UNSET = msgspec.UNSET
-
-#: The request enum (closed: anything else is rejected before sending).
-ValuePeriod = Literal["one_time", "monthly", "annual"]
 #: Known values of the open response enums, for reference; responses may carry others.
 STATUS_TYPES = ("won", "lost", "active")
 COMMUNICATION_ISSUES = ("no_issue", "cant_get_in_touch", "no_communication_attempts")
@@ -54,58 +43,6 @@ SUGGESTED_ACTIONS = (
     "follow_up_call",
     "follow_up_sms",
 )
-
-
-class CloseModel(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
-    """Base of every model: defaults left out of encoded JSON and out of reprs.
-
-    (msgspec does not inherit ``kw_only``, so each model states it: every model is built with
-    keywords only.)
-
-    ``omit_defaults`` is what keeps unset request fields off the wire; it never loses information
-    on responses because their defaults are ``None`` or empty.
-    """
-
-
-# --- requests ------------------------------------------------------------------------------------
-
-
-class AttachmentIn(CloseModel, kw_only=True):
-    """An attachment to add on create: a file already uploaded to Close's files API."""
-
-    url: str
-    filename: str
-    content_type: str = ""
-
-
-class CreateOpportunity(CloseModel, kw_only=True):
-    """The body of ``POST /opportunity/``. Unset fields are not sent; ``None`` is sent as null.
-
-    ``value`` is in cents. ``custom`` maps custom field ids (``cf_...``) to values, sent as flat
-    ``"custom.cf_..."`` keys; lists (multi-value fields) are sent whole and replace the old value.
-    """
-
-    lead_id: str | msgspec.UnsetType | None = UNSET
-    status_id: str | msgspec.UnsetType | None = UNSET
-    value: int | msgspec.UnsetType | None = UNSET
-    value_period: ValuePeriod | msgspec.UnsetType | None = UNSET
-    confidence: int | msgspec.UnsetType | None = UNSET
-    note: str | msgspec.UnsetType | None = UNSET
-    contact_id: str | msgspec.UnsetType | None = UNSET
-    user_id: str | msgspec.UnsetType | None = UNSET
-    created_by: str | msgspec.UnsetType | None = UNSET
-    date_won: dt.datetime | dt.date | msgspec.UnsetType | None = UNSET
-    date_created: dt.datetime | dt.date | msgspec.UnsetType | None = UNSET
-    attachments: list[AttachmentIn] | msgspec.UnsetType | None = UNSET
-    #: Deprecated by Close in favour of ``custom.cf_...`` keys; kept because the schema has it.
-    custom_fields: dict[str, Any] | msgspec.UnsetType | None = UNSET
-    custom: dict[str, Any] = {}
-
-    def __post_init__(self) -> None:
-        validate_create(self)
-
-
-# --- responses -----------------------------------------------------------------------------------
 
 
 class Attachment(CloseModel, kw_only=True):
@@ -220,7 +157,7 @@ class SuggestedAction(CloseModel, kw_only=True):
             return self.details
 
 
-class Opportunity(CloseModel, kw_only=True):
+class Opportunity(CustomFieldsModel, kw_only=True):
     """An opportunity as Close returns it. ``value`` and its derivatives are in cents.
 
     ``custom`` holds every ``custom.*`` key of the response, keyed without the prefix (Close omits
@@ -274,63 +211,3 @@ class Opportunity(CloseModel, kw_only=True):
     lead_primary_phone: list[ContactPhone] | None = None
     integration_links: list[IntegrationLink] = []
     attachments: list[Attachment] = []
-
-    @property
-    def custom(self) -> dict[str, Any]:
-        """Every ``custom.*`` key of the response, keyed by field id (``cf_...``).
-
-        Built from the object's fields on each access, so decoding never pays for it (keep it in
-        a variable to read it many times). It is a new dict each time: changing it leaves the
-        object as it is.
-        """
-        extra: dict[str, Any] | None = getattr(self, "__dict__", None)
-        if not extra:  # the usual case: instances of the decoder's fast type have no __dict__
-            return _read_custom(self, ())
-        custom = _read_custom(self, extra.get("_absent", ()))
-        custom.update(extra.get("_undeclared", ()))
-        return custom
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Decoded instances are of a generated class that pickle cannot look up by name: rebuild
-        # them through the decoder from the class the user knows.
-        base = getattr(type(self), "_close_base", type(self))
-        data = msgspec.to_builtins(self)
-        absent = getattr(self, "__dict__", {}).get("_absent", ())
-        for field in msgspec.structs.fields(self):
-            if field.name in absent:  # a typed custom field that the payload did not have
-                data.pop(field.encode_name, None)
-        for field_id, value in self.custom.items():  # keys no Struct field could declare
-            data.setdefault(_CUSTOM_PREFIX + field_id, value)
-        return (_restore, (base, msgspec.json.encode(data)))
-
-    def __copy__(self) -> Opportunity:
-        # msgspec's own __copy__ would not carry which typed custom fields were absent.
-        restore, args = self.__reduce__()
-        clone: Opportunity = restore(*args)
-        return clone
-
-
-def _read_custom(opp: Opportunity, absent: Collection[str]) -> dict[str, Any]:
-    cls = type(opp)
-    # Kept on the class itself (its own __dict__: a subclass declares more fields), so that the
-    # decoder's generated classes of past key sets are not held alive by a cache of ours.
-    attrs: tuple[tuple[int, str, str], ...] | None = cls.__dict__.get("_close_custom")
-    if attrs is None:
-        attrs = tuple(
-            (index, f.name, f.encode_name[len(_CUSTOM_PREFIX) :])
-            for index, f in enumerate(msgspec.structs.fields(cls))
-            if f.encode_name.startswith(_CUSTOM_PREFIX)
-        )
-        cls._close_custom = attrs  # type: ignore[attr-defined]
-    values = msgspec.structs.astuple(opp)  # one C call, instead of a getattr per field
-    return {
-        field_id: values[index]
-        for index, name, field_id in attrs
-        if values[index] is not UNSET and name not in absent
-    }
-
-
-def _restore(cls: type[Opportunity], raw: bytes) -> Opportunity:
-    from ..custom import decode_opportunity
-
-    return decode_opportunity(raw, cls)

@@ -154,7 +154,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
     before = rss_kib()
     async with client:
         if mode == "create_many":
-            from close_async._resources.bulk import to_create
+            from close_async._resources.opportunities.requests import to_create
 
             items = [to_create(row.item) for row in read_rows(source) if row.item is not None]
             cpu_before, started = cpu_seconds(), time.perf_counter()

@@ -23,8 +23,8 @@ from close_async import (
     Opportunity,
     TokenBucket,
 )
-from close_async._resources.bulk import to_create
 from close_async._resources.opportunities.codec import encode_create
+from close_async._resources.opportunities.requests import to_create
 from close_async.models import AttachmentIn
 from close_async.testing import LEAD_MISSING, FakeCloseServer
 

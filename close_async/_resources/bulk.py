@@ -1,4 +1,4 @@
-"""Many creates at once: input conversion, and a bounded pool of workers.
+"""Many requests at once: a bounded pool of workers, and the batch rules they share.
 
 Memory stays bounded by ``concurrency``, not by the input: items are pulled from the input only
 when a worker is free, and finished results wait in a queue of ``concurrency`` places.
@@ -7,7 +7,6 @@ when a worker is free, and finished results wait in a queue of ``concurrency`` p
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -15,11 +14,9 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Mapping,
 )
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
-from .._constants import CUSTOM_PREFIX as _PREFIX
 from .._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -28,54 +25,8 @@ from .._exceptions import (
     PermissionDeniedError,
     RedirectError,
 )
-from .opportunities.requests import AttachmentIn, CreateOpportunity
 
 T = TypeVar("T")
-Item = Union[CreateOpportunity, Mapping[str, Any]]  # noqa: UP007 (a runtime alias)
-
-_FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
-_CONVERTED = frozenset({"date_won", "date_created", "attachments"})  # what _wire_value changes
-
-
-def to_create(item: Item) -> CreateOpportunity:
-    """A ``CreateOpportunity`` from one input item: the model itself, or a dict in Close's
-    wire format (flat ``custom.cf_*`` keys, ISO date strings). Bad input raises
-    ``InvalidInputError`` naming the field and the value."""
-    if isinstance(item, CreateOpportunity):
-        return item
-    if not isinstance(item, Mapping):
-        raise InvalidInputError("item", item, "must be a CreateOpportunity or a dict")
-    fields: dict[str, Any] = {}
-    custom: dict[str, Any] = {}
-    for key, value in item.items():
-        if isinstance(key, str) and key.startswith(_PREFIX):
-            custom[key[len(_PREFIX) :]] = value
-        elif key == "custom":
-            if not isinstance(value, Mapping):
-                raise InvalidInputError("custom", value, "must be a dict of custom field ids")
-            custom.update(value)
-        elif key in _FIELDS:
-            fields[key] = _wire_value(key, value) if key in _CONVERTED else value
-        else:
-            raise InvalidInputError(str(key), value, "is not a field of an opportunity")
-    return CreateOpportunity(**fields, custom=custom)
-
-
-def _wire_value(key: str, value: Any) -> Any:
-    if key in ("date_won", "date_created") and isinstance(value, str):
-        try:
-            if len(value) == 10:
-                return dt.date.fromisoformat(value)
-            # Python 3.10's fromisoformat does not read a trailing Z.
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInputError(key, value, "must be an ISO date or date-time") from None
-    if key == "attachments" and isinstance(value, list):
-        try:
-            return [AttachmentIn(**a) if isinstance(a, Mapping) else a for a in value]
-        except TypeError as exc:
-            raise InvalidInputError(key, value, f"each needs url and filename ({exc})") from None
-    return value
 
 
 async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncGenerator[T, None]:

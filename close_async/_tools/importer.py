@@ -40,7 +40,7 @@ from .._exceptions import (
     RateLimitError,
     RedirectError,
 )
-from .._resources.bulk import to_create
+from .._resources.opportunities.requests import to_create
 from ..models import CreateOpportunity, Opportunity
 from .import_trace import SendTracker
 from .journal import DONE, UNKNOWN_STATES, Journal, JournalWriteError

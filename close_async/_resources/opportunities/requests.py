@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Union
 
 import msgspec
 
+from ..._constants import CUSTOM_PREFIX as _PREFIX
 from ..._exceptions import InvalidInputError
 from ..base import CloseModel
 
@@ -162,3 +164,52 @@ def _check_attachments(attachments: Any) -> None:
                 raise InvalidInputError(
                     f"attachments[{i}].{name}", getattr(attachment, name), "must be a string"
                 )
+
+
+# --- wire-format input (bulk and the import) ----------------------------------------------------
+
+Item = Union[CreateOpportunity, Mapping[str, Any]]  # noqa: UP007 (a runtime alias)
+
+_FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
+_CONVERTED = frozenset({"date_won", "date_created", "attachments"})  # what _wire_value changes
+
+
+def to_create(item: Item) -> CreateOpportunity:
+    """A ``CreateOpportunity`` from one input item: the model itself, or a dict in Close's
+    wire format (flat ``custom.cf_*`` keys, ISO date strings). Bad input raises
+    ``InvalidInputError`` naming the field and the value."""
+    if isinstance(item, CreateOpportunity):
+        return item
+    if not isinstance(item, Mapping):
+        raise InvalidInputError("item", item, "must be a CreateOpportunity or a dict")
+    fields: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    for key, value in item.items():
+        if isinstance(key, str) and key.startswith(_PREFIX):
+            custom[key[len(_PREFIX) :]] = value
+        elif key == "custom":
+            if not isinstance(value, Mapping):
+                raise InvalidInputError("custom", value, "must be a dict of custom field ids")
+            custom.update(value)
+        elif key in _FIELDS:
+            fields[key] = _wire_value(key, value) if key in _CONVERTED else value
+        else:
+            raise InvalidInputError(str(key), value, "is not a field of an opportunity")
+    return CreateOpportunity(**fields, custom=custom)
+
+
+def _wire_value(key: str, value: Any) -> Any:
+    if key in ("date_won", "date_created") and isinstance(value, str):
+        try:
+            if len(value) == 10:
+                return dt.date.fromisoformat(value)
+            # Python 3.10's fromisoformat does not read a trailing Z.
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInputError(key, value, "must be an ISO date or date-time") from None
+    if key == "attachments" and isinstance(value, list):
+        try:
+            return [AttachmentIn(**a) if isinstance(a, Mapping) else a for a in value]
+        except TypeError as exc:
+            raise InvalidInputError(key, value, f"each needs url and filename ({exc})") from None
+    return value

@@ -10,9 +10,9 @@ import msgspec
 
 from ..._constants import DEFAULT_CONCURRENCY
 from ..._exceptions import CloseError, DecodeError, InvalidInputError
-from ..bulk import Batch, Gate, Item, run_pool, to_create, unexpected
+from ..bulk import Batch, Gate, run_pool, unexpected
 from .codec import decode_opportunity, encode_create
-from .requests import AttachmentIn, CreateOpportunity, ValuePeriod
+from .requests import AttachmentIn, CreateOpportunity, Item, ValuePeriod, to_create
 from .responses import Opportunity
 
 if TYPE_CHECKING:

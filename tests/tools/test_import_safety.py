@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import (
+from tests.tools.test_cli import (
     LEAD,
     ThreadedServer,
     cli_process,

@@ -15,9 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from close_async._transport.pacer import _MARGIN, Window
-
-from .conftest import T0, FakeClock
-from .test_pacer import admitted_at, cancel_all, granted, learned, queue_up, report
+from tests.conftest import T0, FakeClock
+from tests.transport.test_pacer import admitted_at, cancel_all, granted, learned, queue_up, report
 
 
 @pytest.fixture

@@ -394,7 +394,7 @@ async def test_redis_killed_and_restarted_mid_run(
 
 # -- four OS processes sharing one key ---------------------------------------------------------
 
-ROOT = str(Path(__file__).resolve().parents[1])
+ROOT = str(Path(__file__).resolve().parents[2])
 
 WORKER = r"""
 import asyncio, json, sys, time

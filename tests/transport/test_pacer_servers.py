@@ -11,8 +11,7 @@ import pytest
 from aiohttp import web
 
 from close_async import AsyncCloseClient, RateLimitError
-
-from .rate_models import MODELS, ModelServer, fan_out
+from tests.support.rate_models import MODELS, ModelServer, fan_out
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -13,8 +13,7 @@ import pytest
 from close_async import AsyncCloseClient, Opportunity, RedirectError
 from close_async._tools.importer import ImportSummary, Stop, run_import, stop_report
 from close_async._tools.journal import Journal
-
-from .wire import Ending, Wire
+from tests.support.wire import Ending, Wire
 
 
 def rows(tmp_path: Path, n: int) -> Path:

@@ -7,8 +7,7 @@ import asyncio
 from close_async import AsyncCloseClient
 from close_async._tools.import_trace import SendTracker
 from close_async._transport.retry import RetryPolicy
-
-from .wire import Wire
+from tests.support.wire import Wire
 
 
 async def test_a_refused_pooled_connection_whose_resend_cannot_connect_did_not_leave() -> None:

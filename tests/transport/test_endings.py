@@ -31,9 +31,8 @@ from close_async import (
 )
 from close_async._constants import MAX_ERROR_BODY
 from close_async._transport import outcome as _outcome
-
-from .conftest import free_port as closed_port  # bound, then released: nobody listens
-from .wire import Ending, Wire
+from tests.conftest import free_port as closed_port  # bound, then released: nobody listens
+from tests.support.wire import Ending, Wire
 
 FAST = {"initial_backoff": 0.001, "max_backoff": 0.002}
 OK = None  # the call returns: for a retried ending, on the second attempt

@@ -7,8 +7,7 @@ import asyncio
 import pytest
 
 from close_async import AsyncCloseClient, CloseError
-
-from .wire import Ending, Wire
+from tests.support.wire import Ending, Wire
 
 
 @pytest.mark.parametrize("max_connections", [100, 2])  # waiting in the pacer / for a slot too

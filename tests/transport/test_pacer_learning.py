@@ -19,9 +19,17 @@ from close_async._exceptions import RateLimitError
 from close_async._transport.adaptive import BACKOFF, BURST_SECONDS, ZERO_WAIT_FLOOR, LearnedRate
 from close_async._transport.pacer import _MARGIN, Window
 from close_async._transport.ratelimit import RateLimitInfo
-
-from .conftest import T0, FakeClock
-from .test_pacer import Simulation, cancel_all, fixed, granted, learned, queue_up, report, spawn
+from tests.conftest import T0, FakeClock
+from tests.transport.test_pacer import (
+    Simulation,
+    cancel_all,
+    fixed,
+    granted,
+    learned,
+    queue_up,
+    report,
+    spawn,
+)
 
 
 @pytest.fixture

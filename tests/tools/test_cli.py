@@ -1,102 +1,41 @@
 """The ``close-async`` command line, through click's CliRunner and as a real process.
 
-The CLI runs its own event loop (``asyncio.run``), so the FakeCloseServer it talks to runs on a
-loop in a background thread (:func:`server_thread`).
+The FakeCloseServer it talks to runs on a loop in a background thread (tests/support/cli.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import csv
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import msgspec
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from close_async import __version__
 from close_async._tools.cli import main
-from close_async.testing import LEAD_MISSING, FakeCloseServer
-
-T = TypeVar("T")
-LEAD = "lead_" + "CliTests".ljust(43, "0")
-
-
-class ThreadedServer:
-    """A FakeCloseServer serving from its own loop on a background thread."""
-
-    def __init__(self, server: FakeCloseServer, loop: asyncio.AbstractEventLoop) -> None:
-        self.server = server
-        self.loop = loop
-        self.base_url = server.base_url
-
-    def call(self, fn: Callable[[FakeCloseServer], T]) -> T:
-        """Run ``fn(server)`` on the server's loop (where its state changes) and return it."""
-
-        async def run() -> T:
-            return fn(self.server)
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
-
-    def created_notes(self) -> Counter[str]:
-        return self.call(lambda s: Counter(str(o.get("note")) for o in s.created))
-
-    def sent_notes(self) -> list[str]:
-        return self.call(lambda s: [msgspec.json.decode(r.body).get("note") for r in s.requests])
-
-
-@contextlib.contextmanager
-def server_thread(**options: Any) -> Iterator[ThreadedServer]:
-    """Start ``FakeCloseServer(**options)`` on a new loop in a daemon thread."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="fake-close", daemon=True)
-    thread.start()
-    server = FakeCloseServer(**options)
-    try:
-        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-        yield ThreadedServer(server, loop)
-    finally:
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+from close_async.testing import LEAD_MISSING
+from tests.support.cli import (
+    LEAD,
+    cli_process,
+    csv_rows,
+    invoke,
+    journal_records,
+    server_thread,
+    write_csv,
+)
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLOSE_API_KEY", raising=False)
     monkeypatch.delenv("CLOSE_BASE_URL", raising=False)
-
-
-def invoke(args: list[str], base_url: str | None = None, key: str | None = "api_test") -> Result:
-    env = {"CLOSE_API_KEY": key, "CLOSE_BASE_URL": base_url}
-    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
-
-
-def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
-    columns = list(dict.fromkeys(c for row in rows for c in row))
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        writer.writerows([[row.get(c, "") for c in columns] for row in rows])
-    return path
-
-
-def csv_rows(n: int, tag: str = "row") -> list[dict[str, str]]:
-    """Row i (1-based) sits on line i + 1, with the note ``{tag}-{i}``."""
-    return [{"lead_id": LEAD, "value": str(100 * i), "note": f"{tag}-{i}"} for i in range(1, n + 1)]
 
 
 # --- help, version, credentials ----------------------------------------------------------------
@@ -358,19 +297,6 @@ def test_import_jsonl(tmp_path: Path) -> None:
 
 
 # --- killed with SIGKILL and re-run ------------------------------------------------------------
-
-
-def journal_records(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_bytes().splitlines():
-        with contextlib.suppress(msgspec.DecodeError):
-            out.append(msgspec.json.decode(line))
-    return [r for r in out if "row" in r]  # not the header line
-
-
-def cli_process(args: list[str]) -> list[str]:
-    """The command line of a real ``close-async`` process (its own interpreter)."""
-    return [sys.executable, "-m", "close_async._tools.cli", *args]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from close_async import __version__
 from close_async._tools.cli import main
 from close_async.testing import DIALECTS, LEAD_MISSING
-from tests.tools.test_cli import LEAD, csv_rows, invoke, server_thread, write_csv
+from tests.support.cli import LEAD, csv_rows, invoke, server_thread, write_csv
 
 DEAD_URL = "http://127.0.0.1:9/api/v1/"  # the discard port: nothing listens
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools.test_cli import (
+from tests.support.cli import (
     LEAD,
     ThreadedServer,
     cli_process,

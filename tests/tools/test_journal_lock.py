@@ -29,7 +29,7 @@ def test_a_symlink_or_hard_link_to_a_journal_in_use_is_refused(
 def test_output_is_exported_while_the_journal_is_still_locked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.tools.test_cli import csv_rows, invoke, server_thread, write_csv
+    from tests.support.cli import csv_rows, invoke, server_thread, write_csv
 
     seen: list[str] = []
     export = Journal.export

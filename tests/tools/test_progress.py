@@ -13,7 +13,7 @@ import pytest
 
 from close_async._tools.importer import ImportSummary
 from close_async._tools.progress import Progress, duration
-from tests.tools.test_cli import csv_rows, server_thread, write_csv
+from tests.support.cli import csv_rows, server_thread, write_csv
 
 
 class Clock:

@@ -31,7 +31,7 @@ from close_async import (
 )
 from close_async._constants import MAX_ERROR_BODY
 from close_async._transport import outcome as _outcome
-from tests.conftest import free_port as closed_port  # bound, then released: nobody listens
+from tests.support.servers import free_port as closed_port  # bound, then released: nobody listens
 from tests.support.wire import Ending, Wire
 
 FAST = {"initial_backoff": 0.001, "max_backoff": 0.002}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from close_async._transport.limiter import Limiter, TokenBucket
-from tests.conftest import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 
 # --------------------------------------------------------------------------------------------
 # Fake clock. Candidate for tests/conftest.py (as a `fake_clock` fixture yielding FakeClock).

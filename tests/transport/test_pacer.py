@@ -21,7 +21,7 @@ import pytest
 
 from close_async._transport.pacer import _MARGIN, _UNKNOWN_PAUSE, PROBE_PATIENCE, Pacer, Window
 from close_async._transport.ratelimit import RateLimitInfo
-from tests.conftest import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 
 
 @pytest.fixture

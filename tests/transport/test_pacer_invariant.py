@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from close_async._transport import pacer as _pacer
 from close_async._transport.pacer import Window
 from close_async._transport.ratelimit import RateLimitInfo
-from tests.conftest import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 from tests.transport.test_pacer import cancel_all, granted, report, spawn
 from tests.transport.test_pacer_learning import unpaced_burst
 

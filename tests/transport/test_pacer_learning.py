@@ -19,7 +19,7 @@ from close_async._exceptions import RateLimitError
 from close_async._transport.adaptive import BACKOFF, BURST_SECONDS, ZERO_WAIT_FLOOR, LearnedRate
 from close_async._transport.pacer import _MARGIN, Window
 from close_async._transport.ratelimit import RateLimitInfo
-from tests.conftest import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 from tests.transport.test_pacer import (
     Simulation,
     cancel_all,

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from close_async._transport.pacer import _MARGIN, Window
-from tests.conftest import T0, FakeClock
+from tests.support.clock import T0, FakeClock
 from tests.transport.test_pacer import admitted_at, cancel_all, granted, learned, queue_up, report
 
 

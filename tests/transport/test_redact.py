@@ -31,7 +31,7 @@ from close_async._tools.cli import print_summary
 from close_async._tools.importer import run_import
 from close_async._tools.journal import Journal
 from close_async._transport.redact import MASK, redact_error, secrets_of
-from tests.resources.opportunities.test_bulk import serving
+from tests.support.servers import serving
 
 API_KEY = "api_4Pq2kR9sT7vW1xY3zA5bC7dE9fG1hJ3kL5mN7pQ9rS1tU3vW5"
 OAUTH_TOKEN = "oa2_" + "Zx9/Yw8+Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe9Dc8Ba7"

@@ -20,7 +20,7 @@ import redis as sync_redis
 from close_async import AsyncCloseClient, CloseError
 from close_async._transport.redis import _ACQUIRE, _CHECK, _PAUSE, RedisTokenBucket
 from close_async.testing import FakeCloseServer
-from tests.conftest import RedisServer, free_port
+from tests.support.servers import RedisServer, free_port
 
 # -- helpers ----------------------------------------------------------------------------------
 

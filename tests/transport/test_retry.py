@@ -29,7 +29,7 @@ from close_async._exceptions import (
     error_for_status,
 )
 from close_async._transport.retry import MAX_RATE_LIMITED, ZERO_WAIT_FLOOR, RetryPolicy
-from tests.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 
 def rate_limited(retry_after: float | None) -> RateLimitError:

@@ -27,6 +27,7 @@ from close_async._resources.opportunities.codec import encode_create
 from close_async._resources.opportunities.requests import to_create
 from close_async.models import AttachmentIn
 from close_async.testing import LEAD_MISSING, FakeCloseServer
+from tests.support.servers import serving
 
 LEAD = "lead_" + "BulkTests".ljust(43, "0")
 
@@ -48,21 +49,6 @@ def max_arrivals_within(arrivals: list[float], span: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
-
-
-@contextlib.asynccontextmanager
-async def serving(handle: Any) -> AsyncIterator[str]:
-    """The opportunity endpoint answered by ``handle`` on 127.0.0.1; yields its base URL."""
-    app = web.Application()
-    app.router.add_route("*", "/api/v1/opportunity/", handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/"
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

@@ -43,10 +43,19 @@ Behaviour notes:
   ``500_after_create``/``drop``/``hang`` create first (a 400 body still answers 400).
   ``hang`` answers 200 after ``hang_seconds``, or is dropped by ``close``.
   A scripted ``429`` shows ``remaining=0`` (``limit=0`` when unlimited). Dropped requests
-  are logged with ``status=None``. Other paths answer 404 (405 for non-POST on the
-  opportunity path), are logged, and skip auth, limiter and faults.
+  are logged with ``status=None``. Other paths answer 404 (405 for a method an endpoint
+  does not serve), are logged, and skip auth, limiter and faults.
 * ``latency`` is slept before a request is processed, so rate-limit state is computed at
   answer time.
+* Reads and writes (``_fake_server_routes``): ``GET``/``PUT``/``DELETE /opportunity/{id}/``,
+  the list ``GET /opportunity/`` (filters, ``_order_by``, ``_skip``/``_limit`` up to
+  ``max_limit``, a ``max_skip`` cap answering 400, Close's aggregates), ``POST /lead/`` and
+  ``GET /lead/{id}/``. ``server.opportunities`` and ``server.leads`` hold the live objects
+  (``created`` stays the log of creates as answered). Each (method, resource) is its own
+  rate-limit group. ``list_lag=S``: an opportunity is listed only ``S`` seconds after its
+  create, on ``clock`` (default ``loop.time``); reads by id see it at once.
+* ``faults=FaultPlan(...)`` adds random create faults at given rates, seeded
+  (``_fake_server_faults``); ``late_create`` holds a create ``late_seconds``, then creates.
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -62,6 +71,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from close_async._fake_server_faults import FaultDraw, FaultPlan
 from close_async._fake_server_http import (
     DIALECTS,
     FAULTS,
@@ -79,6 +89,7 @@ from close_async._fake_server_http import (
     server_fault,
     too_many_requests,
 )
+from close_async._fake_server_lead import LEAD_STATUSES, STATUS_MISSING
 from close_async._fake_server_limits import (
     ALGORITHMS,
     PRESETS,
@@ -89,19 +100,23 @@ from close_async._fake_server_limits import (
 from close_async._fake_server_opportunity import (
     DEFAULT_ORGANIZATION_ID,
     LEAD_MISSING,
-    build_opportunity,
     validate_opportunity,
 )
+from close_async._fake_server_routes import ROUTES, Routes, endpoint_group, known_path
+from close_async._fake_server_store import Store
 
 __all__ = [
     "ALGORITHMS",
     "DIALECTS",
     "FAULTS",
     "FakeCloseServer",
+    "FaultPlan",
     "LEAD_MISSING",
+    "LEAD_STATUSES",
     "PRESETS",
     "RateLimitModel",
     "RequestRecord",
+    "STATUS_MISSING",
 ]
 
 
@@ -133,11 +148,21 @@ class FakeCloseServer:
         organization_id: str = DEFAULT_ORGANIZATION_ID,
         hang_seconds: float = 3600.0,
         port: int = 0,
+        faults: FaultPlan | None = None,
+        late_seconds: float = 60.0,
+        list_lag: float = 0.0,
+        max_limit: int = 100,
+        max_skip: int | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
-        if window <= 0 or latency < 0 or hang_seconds < 0:
-            raise ValueError("window must be > 0; latency and hang_seconds must be >= 0")
+        if window <= 0 or min(latency, hang_seconds, late_seconds, list_lag) < 0:
+            raise ValueError(
+                "window must be > 0; latency, hang_seconds, late_seconds, list_lag must be >= 0"
+            )
+        if max_limit < 1 or (max_skip is not None and max_skip < 0):
+            raise ValueError("max_limit must be >= 1 and max_skip >= 0 (or None)")
         if isinstance(rate_limit, RateLimitModel):
             if (window, dialect) != (1.0, "modern"):
                 raise ValueError("window and dialect belong in the RateLimitModel")
@@ -153,7 +178,12 @@ class FakeCloseServer:
         self._latency = latency
         self._organization_id = organization_id
         self._hang_seconds = hang_seconds
+        self._late_seconds = late_seconds
         self._port = port
+        self._plan = faults
+        self._draw = None if faults is None else FaultDraw(faults)
+        self._store = Store(organization_id, list_lag, clock or _loop_time)
+        self._routes = Routes(self._store, max_limit=max_limit, max_skip=max_skip)
         self.created: list[dict[str, Any]] = []
         self.requests: list[RequestRecord] = []
         self._faults: deque[str] = deque()
@@ -185,6 +215,16 @@ class FakeCloseServer:
         return self._t0
 
     @property
+    def opportunities(self) -> dict[str, dict[str, Any]]:
+        """The live opportunities, id -> the object as ``GET`` answers it (deletes removed)."""
+        return self._store.opportunities
+
+    @property
+    def leads(self) -> dict[str, dict[str, Any]]:
+        """The leads created by ``POST /lead/`` or for a create without ``lead_id``."""
+        return self._store.leads
+
+    @property
     def count_429(self) -> int:
         """How many requests were answered 429 (by the limiter or a scripted fault)."""
         return sum(1 for record in self.requests if record.status == 429)
@@ -198,14 +238,16 @@ class FakeCloseServer:
         self._faults.extend([fault] * times)
 
     def reset(self) -> None:
-        """Forget created opportunities, logged requests, queued faults and rate-limit state.
+        """Forget created objects, logged requests, queued faults and rate-limit state.
 
         On a started server the rate-limit clock restarts too: windows and ``schedule``
-        count from now, as on a fresh server.
+        count from now, as on a fresh server; a ``FaultPlan``'s draws start over.
         """
         self.created.clear()
         self.requests.clear()
         self._faults.clear()
+        self._store.clear()
+        self._draw = None if self._plan is None else FaultDraw(self._plan)
         if self._limiter is not None:
             self._limiter.clear()
         if self._loop is not None:  # from any thread: loop.time() is only a clock read
@@ -217,6 +259,8 @@ class FakeCloseServer:
             raise RuntimeError("FakeCloseServer is already started")
         app = web.Application()
         app.router.add_post(OPPORTUNITY_PATH, self._handle)
+        for method, path in ROUTES:
+            app.router.add_route(method, path, self._handle)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
@@ -277,7 +321,7 @@ class FakeCloseServer:
 
     async def _not_found(self, request: web.Request) -> web.Response:
         record = await self._record(request)
-        if request.path == OPPORTUNITY_PATH:
+        if known_path(request.path):
             record.status = 405
             return json_response(405, encode({"error": "Method Not Allowed"}), {})
         record.status = 404
@@ -291,7 +335,7 @@ class FakeCloseServer:
         try:
             if self._latency:
                 await asyncio.sleep(self._latency)
-            response = await self._process(record)
+            response = await self._process(record, request)
         finally:
             self._inflight.discard(task)
         if response is None:  # drop the connection without answering
@@ -301,37 +345,53 @@ class FakeCloseServer:
         record.status = response.status
         return response
 
-    def _check(self, key: str, *, consume: bool = True) -> Verdict:
+    def _check(self, key: str, group: str, *, consume: bool = True) -> Verdict:
         assert self._limiter is not None
         now = asyncio.get_running_loop().time() - self._t0
-        return self._limiter.check(key, now, consume=consume)
+        return self._limiter.check(key, now, consume=consume, group=group)
 
-    async def _process(self, record: RequestRecord) -> web.Response | None:
-        """Answer a create request; None means: drop the connection."""
+    async def _process(self, record: RequestRecord, request: web.Request) -> web.Response | None:
+        """Answer an API request; None means: drop the connection."""
         key = record.api_key
+        group = endpoint_group(record.method, record.path)
         headers: dict[str, str] = {}
         if key is None or (self._api_keys is not None and key not in self._api_keys):
             if self._limiter is not None:
                 headers = model_headers(
-                    self.rate_limit_model, self._check(key or "", consume=False)
+                    self.rate_limit_model, self._check(key or "", group, consume=False)
                 )
             return json_response(401, UNAUTHORIZED, headers)
         if self._limiter is not None:
-            verdict = self._check(key)
+            verdict = self._check(key, group)
             if not verdict.admitted:  # remaining > 0 here means a hidden limit
                 return model_429(self.rate_limit_model, verdict)
             headers = model_headers(self.rate_limit_model, verdict)
-        fault = record.fault = self._faults.popleft() if self._faults else None
+        if request.method != "POST" or request.path != OPPORTUNITY_PATH:
+            template = request.match_info.route.resource.canonical  # type: ignore[union-attr]
+            status, body = self._routes.answer(
+                request.method,
+                template,
+                request.match_info.get("id", ""),
+                request.query,
+                record.body,
+            )
+            return json_response(status, encode(body), headers)
+        fault = self._faults.popleft() if self._faults else None
+        if fault is None and self._draw is not None:
+            fault = self._draw.next()
+        record.fault = fault
         if fault == "429":
             if self._limiter is None:
                 return too_many_requests("modern", 0, 1.0, 1.0)
             return model_429(
-                self.rate_limit_model, self._check(key, consume=False)._replace(remaining=0)
+                self.rate_limit_model, self._check(key, group, consume=False)._replace(remaining=0)
             )
         if fault == "drop_before_create":
             return None
         if fault in ("500", "502", "503", "504"):
             return server_fault(fault, headers)
+        if fault == "late_create" and await self._held(self._late_seconds):
+            return None  # closed while holding it: nothing created
         try:
             data = decode(record.body)
         except msgspec.DecodeError:
@@ -341,16 +401,23 @@ class FakeCloseServer:
         errors = validate_opportunity(data)
         if errors:
             return json_response(400, encode({"errors": [], "field-errors": errors}), headers)
-        opportunity = build_opportunity(data, self._organization_id)
+        opportunity = self._store.create_opportunity(data)
         self.created.append(opportunity)
         if fault == "500_after_create":
             return json_response(500, SERVER_ERROR, headers)
         if fault == "drop":
             return None
-        if fault == "hang":
-            assert self._closing is not None
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self._hang_seconds)
-            if self._closing.is_set():
-                return None
+        if fault == "hang" and await self._held(self._hang_seconds):
+            return None
         return json_response(200, encode(opportunity), headers)
+
+    async def _held(self, seconds: float) -> bool:
+        """Hold a request ``seconds`` or until ``close()``; True when closing."""
+        assert self._closing is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        return self._closing.is_set()
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()

@@ -1,0 +1,95 @@
+"""Private helpers of :mod:`close_async.testing`: what ``FakeCloseServer`` holds right now.
+
+Self-contained (stdlib only) so the fake server never depends on the rest of the package.
+
+The :class:`Store` keeps the live opportunities and leads (``server.opportunities``,
+``server.leads``: id -> the object as a GET would answer it), and when each opportunity becomes
+visible to the list endpoint: ``list_lag`` seconds after its create on the server's clock
+(``loop.time()`` unless a ``clock`` is injected). Reads by id see an object at once, as on Close;
+deletes and updates are seen at once by every read. ``date_created`` timestamps are wall-clock
+UTC with microseconds, strictly increasing in creation order (a tie is bumped by 1 µs), so
+ordering by ``date_created`` is ordering by creation.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from typing import Any
+
+from close_async._fake_server_lead import build_lead
+from close_async._fake_server_opportunity import build_opportunity
+
+__all__ = ["Store"]
+
+_UTC = _dt.timezone.utc
+_MICROSECOND = _dt.timedelta(microseconds=1)
+
+
+class Store:
+    """Live opportunities and leads of one server, with list visibility times."""
+
+    def __init__(self, organization_id: str, list_lag: float, clock: Callable[[], float]) -> None:
+        self.organization_id = organization_id
+        self.list_lag = list_lag
+        self.clock = clock
+        self.opportunities: dict[str, dict[str, Any]] = {}
+        self.leads: dict[str, dict[str, Any]] = {}
+        self._listed_from: dict[str, float] = {}  # opportunity id -> clock() when listable
+        self._last = _dt.datetime.min.replace(tzinfo=_UTC)
+
+    def clear(self) -> None:
+        self.opportunities.clear()
+        self.leads.clear()
+        self._listed_from.clear()
+
+    def timestamp(self) -> str:
+        """Now in UTC as Close writes it, later than every timestamp handed out before."""
+        now = max(_dt.datetime.now(_UTC), self._last + _MICROSECOND)
+        self._last = now
+        return now.isoformat(timespec="microseconds")
+
+    def create_opportunity(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create from a *valid* payload; return the object as answered (a copy is kept).
+
+        Without ``lead_id`` an "Untitled" lead is created (and kept), as Close does; a known
+        ``lead_id`` lends its ``display_name`` to ``lead_name``; an unknown one is accepted.
+        """
+        now = self.timestamp()
+        lead_id = data.get("lead_id")
+        if lead_id is None:
+            lead = self.add_lead(build_lead({}, self.organization_id, now=now))
+            data = {**data, "lead_id": lead["id"]}
+        known = self.leads.get(data["lead_id"])
+        lead_name = "Sample Lead" if known is None else known["display_name"]
+        opportunity = build_opportunity(data, self.organization_id, lead_name=lead_name, now=now)
+        self.opportunities[opportunity["id"]] = dict(opportunity)
+        self._listed_from[opportunity["id"]] = self.clock() + self.list_lag
+        return opportunity
+
+    def add_lead(self, lead: dict[str, Any]) -> dict[str, Any]:
+        self.leads[lead["id"]] = lead
+        return lead
+
+    def delete_opportunity(self, opportunity_id: str) -> bool:
+        """Forget an opportunity; False when there was none with that id."""
+        self._listed_from.pop(opportunity_id, None)
+        return self.opportunities.pop(opportunity_id, None) is not None
+
+    def listable(self) -> list[dict[str, Any]]:
+        """The opportunities the list endpoint sees now, in creation order."""
+        now = self.clock()
+        listed_from = self._listed_from
+        return [
+            opportunity
+            for key, opportunity in self.opportunities.items()
+            if listed_from[key] <= now
+        ]
+
+    def lead_with_opportunities(self, lead_id: str) -> dict[str, Any] | None:
+        """A lead as ``GET /lead/{id}/`` answers it (its live opportunities inside)."""
+        lead = self.leads.get(lead_id)
+        if lead is None:
+            return None
+        mine = [o for o in self.opportunities.values() if o["lead_id"] == lead_id]
+        return {**lead, "opportunities": mine}

@@ -16,7 +16,10 @@ BEARER = {"Authorization": f"Bearer {KEY}"}
 
 
 class Api:
-    """``await api.call("GET", "opportunity/", params=...)`` -> (status, decoded JSON or None)."""
+    """``await api.call("GET", "opportunity/", params=...)`` -> (status, body).
+
+    The body is the decoded JSON (None when empty), or the text of a non-JSON answer.
+    """
 
     def __init__(self, session: aiohttp.ClientSession, server: FakeCloseServer) -> None:
         self.session, self.server = session, server
@@ -40,6 +43,8 @@ class Api:
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
             raw = await resp.read()
+        if resp.content_type != "application/json":
+            return resp.status, raw.decode()
         return resp.status, json.loads(raw) if raw else None
 
     async def create(self, **fields: Any) -> dict[str, Any]:

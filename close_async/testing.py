@@ -41,7 +41,9 @@ Behaviour notes:
   per create request that passes auth and the limiter, before the body is validated:
   ``500``/``502``/``503``/``504``/``429``/``drop_before_create`` answer without creating;
   ``500_after_create``/``drop``/``hang`` create first (a 400 body still answers 400).
-  ``hang`` answers 200 after ``hang_seconds``, or is dropped by ``close``.
+  ``hang`` answers 200 after ``hang_seconds``, or is dropped by ``close``; ``late_create``
+  holds the request ``late_seconds`` *before* creating (then answers 200), so the create lands
+  after the client timed out; held at ``close``, it is dropped and never created.
   A scripted ``429`` shows ``remaining=0`` (``limit=0`` when unlimited). Dropped requests
   are logged with ``status=None``. Other paths answer 404 (405 for a method an endpoint
   does not serve), are logged, and skip auth, limiter and faults.

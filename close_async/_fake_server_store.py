@@ -15,16 +15,31 @@ creation.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from close_async._fake_server_lead import build_lead
 from close_async._fake_server_opportunity import build_opportunity
 
-__all__ = ["Store"]
+__all__ = ["RequestRecord", "Store"]
 
 _UTC = _dt.timezone.utc
 _MICROSECOND = _dt.timedelta(microseconds=1)
+
+
+@dataclass(slots=True, eq=False)
+class RequestRecord:
+    """One request received by ``FakeCloseServer`` (appended on arrival)."""
+
+    method: str
+    path: str
+    api_key: str | None  # the presented key/token (even if rejected), None if absent
+    body: bytes
+    at: float  # loop.time() on arrival
+    headers: Mapping[str, str] = field(repr=False, default_factory=dict)
+    status: int | None = None  # None while in flight or when the connection was dropped
+    fault: str | None = None  # the scripted fault this request consumed, if any
 
 
 class Store:

@@ -1,10 +1,11 @@
-"""An in-process fake of Close's ``POST /api/v1/opportunity/`` for tests and benchmarks.
+"""An in-process fake of Close's API (opportunities, leads) for tests and benchmarks.
 
 ``FakeCloseServer`` is a small aiohttp.web app bound to ``127.0.0.1`` on a random free
 port. It authenticates like Close (HTTP Basic with the API key as username, or Bearer),
-validates the payload and answers with a full Opportunity (status **200**), rate-limits per
-API key in fixed windows using one of several header/body *dialects*, and can be scripted
-to fail (5xx, 429, dropped connections, hangs). It is meant for **your own tests** too::
+creates, reads, updates, deletes and lists opportunities and creates leads with Close's
+shapes, rate-limits per API key and endpoint group in one of several header/body *dialects*,
+lags its list behind writes, and can be scripted to fail (5xx, 429, dropped connections,
+hangs, late creates), one by one or at random rates. It is meant for **your own tests** too::
 
     import pytest
     from close_async.testing import FakeCloseServer
@@ -18,25 +19,17 @@ to fail (5xx, 429, dropped connections, hangs). It is meant for **your own tests
         ...  # point your client at close_server.base_url, any non-empty API key works
         assert len(close_server.created) == 1
 
-Behaviour notes:
+Behaviour notes (each helper module's docstring has the details):
 
 * ``lead_id="lead_missing"`` (``LEAD_MISSING``) answers Close's real 400 shape
   ``{"errors": [], "field-errors": {"lead": "Object does not exist."}}``.
-* Rate limits: ``rate_limit=L, window=W, dialect=D`` limits each API key/token to ``L``
-  requests per fixed window aligned to the server start (window index
-  ``floor((loop.time() - t0) / W)``). ``rate_limit=RateLimitModel(...)`` picks any other
-  model Close has shown: whole-second ``reset``, ``Retry-After`` on 429s, headers only on
-  429s, a hidden stricter limit (429 while ``remaining > 0``), sliding window, token bucket,
-  a limit that changes mid-run, one organisation limit shared by every key; see
-  ``RateLimitModel`` and its ``preset(name, limit=..., window=...)`` (``PRESETS``).
-  Requests answered 429 by the limiter do **not** consume anything (like Close). Every
-  authenticated request that passes the limiter consumes one slot, whatever its outcome
-  (200, 400, scripted fault). 401 answers show the presented key's state without consuming
-  it. ``rate_limit=None`` means unlimited and no rate-limit headers at all.
-* Dialects (``DIALECTS``): ``modern`` (``RateLimit: limit=L, remaining=R, reset=S``),
-  ``semicolon`` (same with ``;``), ``legacy_nested`` / ``legacy_flat`` (``X-Rate-Limit-*``
-  headers, Close's two historical 429 JSON bodies), ``html`` (ingress-style HTML 429 with
-  only ``Retry-After``; other answers carry ``RateLimit``) and ``none`` (no headers; empty 429).
+* Rate limits (``_fake_server_limits``): ``rate_limit=L, window=W, dialect=D`` limits each
+  API key/token to ``L`` requests per fixed window aligned to the server start;
+  ``rate_limit=RateLimitModel(...)`` (or ``RateLimitModel.preset(...)``, ``PRESETS``) picks
+  any other model Close has shown. A 429 from the limiter consumes nothing; every other
+  authenticated request consumes one slot of its group (``"POST opportunity"``, ``"GET
+  opportunity"``, ...), whatever its outcome; a 401 shows the key's state without consuming
+  it. ``rate_limit=None``: unlimited, no rate-limit headers. Dialects: ``DIALECTS``.
 * Faults (``FAULTS``) queued by ``fail_next`` are consumed FIFO, one
   per create request that passes auth and the limiter, before the body is validated:
   ``500``/``502``/``503``/``504``/``429``/``drop_before_create`` answer without creating;
@@ -46,50 +39,37 @@ Behaviour notes:
   after the client timed out; held at ``close``, it is dropped and never created.
   A scripted ``429`` shows ``remaining=0`` (``limit=0`` when unlimited). Dropped requests
   are logged with ``status=None``. Other paths answer 404 (405 for a method an endpoint
-  does not serve), are logged, and skip auth, limiter and faults.
+  does not serve), are logged, and skip auth, limiter and faults. ``faults=FaultPlan(...)``
+  draws faults at random, seeded (``_fake_server_faults``).
+* Reads and writes (``_fake_server_routes``): ``GET``/``PUT``/``DELETE /opportunity/{id}/``,
+  the list ``GET /opportunity/`` (``max_limit``, ``max_skip``), ``POST /lead/``, ``GET
+  /lead/{id}/``. ``server.opportunities`` and ``server.leads`` hold the live objects
+  (``created`` stays the log of creates as answered). ``list_lag=S``: an opportunity is listed
+  only ``S`` seconds after its create, on ``clock`` (default ``loop.time``); reads by id see
+  it at once.
 * ``latency`` is slept before a request is processed, so rate-limit state is computed at
   answer time.
-* Reads and writes (``_fake_server_routes``): ``GET``/``PUT``/``DELETE /opportunity/{id}/``,
-  the list ``GET /opportunity/`` (filters, ``_order_by``, ``_skip``/``_limit`` up to
-  ``max_limit``, a ``max_skip`` cap answering 400, Close's aggregates), ``POST /lead/`` and
-  ``GET /lead/{id}/``. ``server.opportunities`` and ``server.leads`` hold the live objects
-  (``created`` stays the log of creates as answered). Each (method, resource) is its own
-  rate-limit group. ``list_lag=S``: an opportunity is listed only ``S`` seconds after its
-  create, on ``clock`` (default ``loop.time``); reads by id see it at once.
-* ``faults=FaultPlan(...)`` adds random create faults at given rates, seeded
-  (``_fake_server_faults``); ``late_create`` holds a create ``late_seconds``, then creates.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
 from types import TracebackType
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
+from close_async._fake_server_answer import Answering
 from close_async._fake_server_faults import FaultDraw, FaultPlan
 from close_async._fake_server_http import (
     DIALECTS,
     FAULTS,
-    INVALID_JSON,
-    NOT_AN_OBJECT,
     OPPORTUNITY_PATH,
-    SERVER_ERROR,
-    UNAUTHORIZED,
     api_key_from_header,
-    decode,
     encode,
     json_response,
-    model_429,
-    model_headers,
-    server_fault,
-    too_many_requests,
 )
 from close_async._fake_server_lead import LEAD_STATUSES, STATUS_MISSING
 from close_async._fake_server_limits import (
@@ -97,15 +77,13 @@ from close_async._fake_server_limits import (
     PRESETS,
     Limiter,
     RateLimitModel,
-    Verdict,
 )
 from close_async._fake_server_opportunity import (
     DEFAULT_ORGANIZATION_ID,
     LEAD_MISSING,
-    validate_opportunity,
 )
-from close_async._fake_server_routes import ROUTES, Routes, endpoint_group, known_path
-from close_async._fake_server_store import Store
+from close_async._fake_server_routes import ROUTES, Routes, known_path
+from close_async._fake_server_store import RequestRecord, Store
 
 __all__ = [
     "ALGORITHMS",
@@ -122,21 +100,7 @@ __all__ = [
 ]
 
 
-@dataclass(slots=True, eq=False)
-class RequestRecord:
-    """One request received by ``FakeCloseServer`` (appended on arrival)."""
-
-    method: str
-    path: str
-    api_key: str | None  # the presented key/token (even if rejected), None if absent
-    body: bytes
-    at: float  # loop.time() on arrival
-    headers: Mapping[str, str] = field(repr=False, default_factory=dict)
-    status: int | None = None  # None while in flight or when the connection was dropped
-    fault: str | None = None  # the scripted fault this request consumed, if any
-
-
-class FakeCloseServer:
+class FakeCloseServer(Answering):
     """Fake Close API server; see the module docstring. Use as ``async with``."""
 
     def __init__(
@@ -346,79 +310,6 @@ class FakeCloseServer:
             return web.Response()  # never sent: aiohttp finds the transport closing
         record.status = response.status
         return response
-
-    def _check(self, key: str, group: str, *, consume: bool = True) -> Verdict:
-        assert self._limiter is not None
-        now = asyncio.get_running_loop().time() - self._t0
-        return self._limiter.check(key, now, consume=consume, group=group)
-
-    async def _process(self, record: RequestRecord, request: web.Request) -> web.Response | None:
-        """Answer an API request; None means: drop the connection."""
-        key = record.api_key
-        group = endpoint_group(record.method, record.path)
-        headers: dict[str, str] = {}
-        if key is None or (self._api_keys is not None and key not in self._api_keys):
-            if self._limiter is not None:
-                headers = model_headers(
-                    self.rate_limit_model, self._check(key or "", group, consume=False)
-                )
-            return json_response(401, UNAUTHORIZED, headers)
-        if self._limiter is not None:
-            verdict = self._check(key, group)
-            if not verdict.admitted:  # remaining > 0 here means a hidden limit
-                return model_429(self.rate_limit_model, verdict)
-            headers = model_headers(self.rate_limit_model, verdict)
-        if request.method != "POST" or request.path != OPPORTUNITY_PATH:
-            template = request.match_info.route.resource.canonical  # type: ignore[union-attr]
-            status, body = self._routes.answer(
-                request.method,
-                template,
-                request.match_info.get("id", ""),
-                request.query,
-                record.body,
-            )
-            return json_response(status, encode(body), headers)
-        fault = self._faults.popleft() if self._faults else None
-        if fault is None and self._draw is not None:
-            fault = self._draw.next()
-        record.fault = fault
-        if fault == "429":
-            if self._limiter is None:
-                return too_many_requests("modern", 0, 1.0, 1.0)
-            return model_429(
-                self.rate_limit_model, self._check(key, group, consume=False)._replace(remaining=0)
-            )
-        if fault == "drop_before_create":
-            return None
-        if fault in ("500", "502", "503", "504"):
-            return server_fault(fault, headers)
-        if fault == "late_create" and await self._held(self._late_seconds):
-            return None  # closed while holding it: nothing created
-        try:
-            data = decode(record.body)
-        except msgspec.DecodeError:
-            return json_response(400, INVALID_JSON, headers)
-        if not isinstance(data, dict):
-            return json_response(400, NOT_AN_OBJECT, headers)
-        errors = validate_opportunity(data)
-        if errors:
-            return json_response(400, encode({"errors": [], "field-errors": errors}), headers)
-        opportunity = self._store.create_opportunity(data)
-        self.created.append(opportunity)
-        if fault == "500_after_create":
-            return json_response(500, SERVER_ERROR, headers)
-        if fault == "drop":
-            return None
-        if fault == "hang" and await self._held(self._hang_seconds):
-            return None
-        return json_response(200, encode(opportunity), headers)
-
-    async def _held(self, seconds: float) -> bool:
-        """Hold a request ``seconds`` or until ``close()``; True when closing."""
-        assert self._closing is not None
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        return self._closing.is_set()
 
 
 def _loop_time() -> float:

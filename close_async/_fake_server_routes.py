@@ -102,7 +102,10 @@ class Routes:
         if template == OPPORTUNITIES:
             try:
                 listing = list_opportunities(
-                    self.store.listable(), query, max_limit=self.max_limit, max_skip=self.max_skip
+                    self.store.listable(query.get("lead_id")),
+                    query,
+                    max_limit=self.max_limit,
+                    max_skip=self.max_skip,
                 )
             except ListError as exc:
                 return 400, exc.body
@@ -128,12 +131,15 @@ class Routes:
             return data
         lead = self.store.leads.get(data.get("lead_id") or "")
         lead_name = "Sample Lead" if lead is None else lead["display_name"]
+        from_lead = opportunity["lead_id"]
         update_opportunity(
             opportunity,
             data,
             lead_name=lead_name if "lead_id" in data else None,
             now=self.store.timestamp(),
         )
+        if opportunity["lead_id"] != from_lead:
+            self.store.moved(opportunity["id"], from_lead)
         return 200, opportunity
 
     def _create_lead(self, body: bytes) -> tuple[int, Any]:

@@ -52,12 +52,14 @@ class Store:
         self.opportunities: dict[str, dict[str, Any]] = {}
         self.leads: dict[str, dict[str, Any]] = {}
         self._listed_from: dict[str, float] = {}  # opportunity id -> clock() when listable
+        self._by_lead: dict[str, dict[str, None]] = {}  # lead id -> its opportunities' ids
         self._last = _dt.datetime.min.replace(tzinfo=_UTC)
 
     def clear(self) -> None:
         self.opportunities.clear()
         self.leads.clear()
         self._listed_from.clear()
+        self._by_lead.clear()
 
     def timestamp(self) -> str:
         """Now in UTC as Close writes it, later than every timestamp handed out before."""
@@ -81,6 +83,7 @@ class Store:
         opportunity = build_opportunity(data, self.organization_id, lead_name=lead_name, now=now)
         self.opportunities[opportunity["id"]] = dict(opportunity)
         self._listed_from[opportunity["id"]] = self.clock() + self.list_lag
+        self._by_lead.setdefault(data["lead_id"], {})[opportunity["id"]] = None
         return opportunity
 
     def add_lead(self, lead: dict[str, Any]) -> dict[str, Any]:
@@ -89,18 +92,33 @@ class Store:
 
     def delete_opportunity(self, opportunity_id: str) -> bool:
         """Forget an opportunity; False when there was none with that id."""
-        self._listed_from.pop(opportunity_id, None)
-        return self.opportunities.pop(opportunity_id, None) is not None
+        opportunity = self.opportunities.pop(opportunity_id, None)
+        if opportunity is None:
+            return False
+        del self._listed_from[opportunity_id]
+        del self._by_lead[opportunity["lead_id"]][opportunity_id]
+        return True
 
-    def listable(self) -> list[dict[str, Any]]:
-        """The opportunities the list endpoint sees now, in creation order.
+    def moved(self, opportunity_id: str, from_lead: str) -> None:
+        """Re-file an opportunity whose ``lead_id`` an update changed."""
+        del self._by_lead[from_lead][opportunity_id]
+        lead_id = self.opportunities[opportunity_id]["lead_id"]
+        self._by_lead.setdefault(lead_id, {})[opportunity_id] = None
+
+    def listable(self, lead_id: str | None = None) -> list[dict[str, Any]]:
+        """The opportunities the list endpoint sees now (of ``lead_id``), in creation order.
 
         Creation order is the order they become listable (one lag, a monotonic clock), so the
         hidden ones are the newest: a copy of the values, then a walk back from the end only
-        over those. (With one filter pass per parameter, a filtered list over 10,000
-        opportunities went from ~29 ms to ~2-3 ms, measured on a loaded machine.)
+        over those. A lead's come from an index, sorted by ``date_created`` (creation order,
+        even after an update moved one): a reconcile's read of one lead among 10,000
+        opportunities then costs its few rows, not a pass over all (~2-3 ms).
         """
-        rows = list(self.opportunities.values())
+        if lead_id is None:
+            rows = list(self.opportunities.values())
+        else:
+            ids = self._by_lead.get(lead_id, {})
+            rows = sorted((self.opportunities[i] for i in ids), key=_date_created)
         now, listed_from = self.clock(), self._listed_from
         end = len(rows)
         while end and listed_from[rows[end - 1]["id"]] > now:
@@ -112,5 +130,9 @@ class Store:
         lead = self.leads.get(lead_id)
         if lead is None:
             return None
-        mine = [o for o in self.opportunities.values() if o["lead_id"] == lead_id]
-        return {**lead, "opportunities": mine}
+        mine = [self.opportunities[i] for i in self._by_lead.get(lead_id, {})]
+        return {**lead, "opportunities": sorted(mine, key=_date_created)}
+
+
+def _date_created(opportunity: dict[str, Any]) -> str:
+    return str(opportunity["date_created"])

@@ -109,3 +109,17 @@ async def test_a_put_moving_to_a_known_lead_takes_its_name(api: Api) -> None:
     made = await api.create(lead_id="lead_1")
     _, body = await api.call("PUT", f"opportunity/{made['id']}/", {"lead_id": lead["id"]})
     assert (body["lead_id"], body["lead_name"]) == (lead["id"], "Globex")
+
+
+async def test_the_lists_of_a_lead_follow_moves_and_deletes(api: Api) -> None:
+    _, lead = await api.call("POST", "lead/", {"name": "Globex"})
+    older = await api.create(lead_id="lead_1")
+    mine = await api.create(lead_id=lead["id"])
+    gone = await api.create(lead_id=lead["id"])
+    await api.call("PUT", f"opportunity/{older['id']}/", {"lead_id": lead["id"]})
+    await api.call("DELETE", f"opportunity/{gone['id']}/")
+    listed = await api.list(lead_id=lead["id"], _order_by="date_created")
+    assert [o["id"] for o in listed["data"]] == [older["id"], mine["id"]]  # creation order
+    assert (await api.list(lead_id="lead_1"))["data"] == []
+    _, body = await api.call("GET", f"lead/{lead['id']}/")
+    assert [o["id"] for o in body["opportunities"]] == [older["id"], mine["id"]]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from close_async._fake_server_opportunity_list import list_opportunities
 from tests.fake_api import Api, serve
 
 WON = "stat_" + "FakeCloseServerWon".ljust(43, "0")
@@ -211,3 +212,19 @@ async def test_list_lag_runs_on_the_loop_clock_by_default() -> None:
         assert await ids(api) == []
         await asyncio.sleep(0.06)
         assert await ids(api) == [made["id"]]
+
+
+@pytest.mark.parametrize(
+    ("bound", "listed"),
+    [
+        pytest.param("date_created__gte", True, id="gte"),
+        pytest.param("date_created__gt", False, id="gt"),
+        pytest.param("date_created__lte", True, id="lte"),
+        pytest.param("date_created__lt", False, id="lt"),
+    ],
+)
+def test_a_bound_on_a_whole_second_compares_as_an_instant(bound: str, listed: bool) -> None:
+    row = {"id": "oppo_1", "date_created": "2024-01-01T00:00:00.000000+00:00"}
+    row |= {"value": None, "value_period": "one_time", "confidence": 0}
+    answer = list_opportunities([row], {bound: "2024-01-01T01:00:00+01:00"})
+    assert answer["total_results"] == int(listed)

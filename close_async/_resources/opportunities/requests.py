@@ -10,18 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from typing import Any, Literal, Union
+from typing import Any, TypedDict, Union
 
 import msgspec
 
 from ..._constants import CUSTOM_PREFIX as _PREFIX
+from ..._constants import VALUE_PERIODS as VALUE_PERIODS  # re-exported: the request enum
+from ..._constants import ValuePeriod as ValuePeriod
 from ..._exceptions import InvalidInputError
 from ..base import CloseModel
 
 UNSET = msgspec.UNSET
-
-#: The request enum (closed: anything else is rejected before sending).
-ValuePeriod = Literal["one_time", "monthly", "annual"]
 
 
 class AttachmentIn(CloseModel, kw_only=True):
@@ -30,6 +29,30 @@ class AttachmentIn(CloseModel, kw_only=True):
     url: str
     filename: str
     content_type: str = ""
+
+
+class CreateOpportunityFields(TypedDict, total=False):
+    """The fields of ``CreateOpportunity`` as keyword arguments: what ``create(**fields)`` takes.
+
+    One list for every signature that takes the fields as keywords (``Unpack``), so that mypy
+    names a wrongly typed one; ``tests/resources/opportunities/test_fields.py`` keeps its keys
+    and types equal to ``CreateOpportunity``'s fields (less ``UNSET``, which means "not given").
+    """
+
+    lead_id: str | None
+    status_id: str | None
+    value: int | None
+    value_period: ValuePeriod | None
+    confidence: int | None
+    note: str | None
+    contact_id: str | None
+    user_id: str | None
+    created_by: str | None
+    date_won: dt.datetime | dt.date | None
+    date_created: dt.datetime | dt.date | None
+    attachments: list[AttachmentIn] | None
+    custom_fields: dict[str, Any] | None
+    custom: dict[str, Any]
 
 
 class CreateOpportunity(CloseModel, kw_only=True):
@@ -59,7 +82,6 @@ class CreateOpportunity(CloseModel, kw_only=True):
         validate_create(self)
 
 
-VALUE_PERIODS = ("one_time", "monthly", "annual")
 _ID_FIELDS = ("lead_id", "status_id", "contact_id", "user_id", "created_by")
 _UNSET = msgspec.UNSET
 

@@ -71,3 +71,24 @@ def test_a_plain_str_as_value_period_is_an_error_naming_the_parameter(
     assert "snippet.py:14:" in errors[0], errors
     assert 'Argument "value_period"' in errors[0], errors
     assert "Literal['one_time', 'monthly', 'annual']" in errors[0], errors
+
+
+FIELDS_SNIPPET = """\
+from close_async import AsyncCloseClient
+
+async def main() -> None:
+    async with AsyncCloseClient() as close:
+        await close.opportunities.create(lead_id="lead_1", confidence="high")  # line 5
+        await close.opportunities.create(lead_id="lead_1", lead_idd="lead_2")  # line 6
+"""
+
+
+def test_create_keywords_come_from_the_field_list_and_mypy_names_the_one_at_fault(
+    tmp_path: Path,
+) -> None:
+    _, errors = run_mypy(tmp_path, FIELDS_SNIPPET)
+    assert len(errors) == 2, errors
+    assert "snippet.py:5:" in errors[0], errors
+    assert '"confidence"' in errors[0], errors
+    assert "snippet.py:6:" in errors[1], errors
+    assert '"lead_idd"' in errors[1], errors

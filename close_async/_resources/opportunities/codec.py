@@ -105,10 +105,12 @@ class DecodeOpportunity(Protocol):
         ...
 
 
-class OpportunityDecoder(CustomDecoder):
+class OpportunityDecoder(CustomDecoder[Opportunity]):
     """Decodes Opportunity responses (or a subclass with typed custom fields) in one pass."""
 
-    decode: DecodeOpportunity
+    # Narrower than the base's Decode[Opportunity] (whose type= takes any CustomFieldsModel):
+    # type= here is Opportunity or a subclass of it, which mypy then checks at the call.
+    decode: DecodeOpportunity  # type: ignore[assignment]
 
     def __init__(self) -> None:
         super().__init__(Opportunity)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.typing import run_mypy
+
 SNIPPET = """\
 import msgspec
 from close_async import AsyncCloseClient, Opportunity
@@ -23,26 +25,6 @@ async def main(period: str) -> None:
             reveal_type(result)
         await close.opportunities.create(lead_id="lead_1", value_period=period)  # line 14
 """
-
-
-def run_mypy(tmp_path: Path, source: str) -> tuple[list[str], list[str]]:
-    """mypy --strict on ``source``: its revealed types and its error lines."""
-    from mypy import api as mypy_api  # in the dev extra, which the test command installs
-
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(source)
-    out, err, _ = mypy_api.run(
-        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy"), str(snippet)]
-    )
-    # Older mypy releases spell list as builtins.list.
-    revealed = [
-        line.split("Revealed type is ")[1].replace("builtins.", "")
-        for line in out.splitlines()
-        if "Revealed" in line
-    ]
-    errors = [line for line in out.splitlines() if ": error:" in line]
-    assert revealed or errors, out + err
-    return revealed, errors
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         ServerError,
     )
     from ._resources.opportunities.codec import decode_opportunity
+    from ._resources.opportunities.resource import Opportunities
     from ._transport.limiter import Limiter, TokenBucket
     from ._transport.redis import RedisTokenBucket
     from ._transport.retry import RetryPolicy
@@ -86,6 +87,7 @@ __all__ = [
     "InvalidInputError",
     "Limiter",
     "NotFoundError",
+    "Opportunities",
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",

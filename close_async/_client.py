@@ -79,6 +79,7 @@ class AsyncCloseClient:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidInputError("base_url", base_url, "must be an http(s) URL")
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        """The API's base URL, ending in ``/``."""
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise InvalidInputError("timeout", timeout, "must be a number of seconds > 0")
         if isinstance(max_connections, bool) or not isinstance(max_connections, int):
@@ -101,6 +102,7 @@ class AsyncCloseClient:
             session=session,
         )
         self.opportunities = Opportunities(self._transport)
+        """The opportunity resource: ``create``, ``create_many``, ``stream_create``."""
 
     def __repr__(self) -> str:
         kind = "oauth_token" if self._authorization.startswith("Bearer") else "api_key"
@@ -128,6 +130,7 @@ class AsyncCloseClient:
 
     @property
     def closed(self) -> bool:
+        """True once ``aclose()`` ran (or the ``async with`` block ended)."""
         return self._transport.closed
 
     @property

@@ -32,6 +32,7 @@ EXPECTED_ALL = [
     "InvalidInputError",
     "Limiter",
     "NotFoundError",
+    "Opportunities",
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",

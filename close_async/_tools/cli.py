@@ -32,6 +32,7 @@ from .._constants import (
     CUSTOM_PREFIX,
     DEFAULT_BASE_URL,
     DEFAULT_CONCURRENCY,
+    VALUE_PERIODS,
     __version__,
 )
 from .progress import Progress, terminal_width
@@ -132,7 +133,7 @@ def _custom(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--value", type=int, help="The value in cents: 500000 is $5,000.00.")
 @click.option(
     "--value-period",
-    type=click.Choice(["one_time", "monthly", "annual"]),
+    type=click.Choice(VALUE_PERIODS),
     help="How often the value is paid.",
 )
 @click.option("--confidence", type=click.IntRange(0, 100), help="0 to 100.")

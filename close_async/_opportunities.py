@@ -257,18 +257,24 @@ class Opportunities:
         it: that is a success, not an error.
         """
         path = f"{_PATH}{check_id(id)}/"
-        reached: list[bool] = []  # per attempt: whether it may have reached the server
+        # Writes of this call's request to a socket, not known to have deleted nothing. One
+        # attempt may write twice: aiohttp itself re-sends an idempotent request once when its
+        # connection drops (ClientSession._request, "retry_persistent_connection").
+        earlier = current = 0  # in the attempts before this one; in this one
 
         def on_send() -> None:
-            reached.append(False)
+            nonlocal earlier, current
+            earlier, current = earlier + current, 0
 
-        def on_sent(sent: bool) -> None:  # True: written; False: it deleted nothing (429...)
-            reached[-1] = sent
+        def on_sent(sent: bool) -> None:  # True: written once more; False: it deleted nothing
+            nonlocal current
+            current = current + 1 if sent else max(current - 1, 0)
 
         try:
             await self._transport.send("DELETE", path, on_send=on_send, on_sent=on_sent)
         except NotFoundError:
-            if any(reached[:-1]):
+            # The 404 answered the last write: any write before it may have deleted it.
+            if earlier + current > 1:
                 return
             raise
 

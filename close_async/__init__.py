@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     )
     from ._limiter import Limiter, TokenBucket
     from ._redis import RedisTokenBucket
+    from ._resources.leads import CreateLead, Lead
     from ._retry import RetryPolicy
     from .models import (
         ActionItem,
@@ -77,6 +78,7 @@ __all__ = [
     "CommentSummary",
     "ContactEmail",
     "ContactPhone",
+    "CreateLead",
     "CreateOpportunity",
     "DecodeError",
     "FollowUpCallDetails",
@@ -84,6 +86,7 @@ __all__ = [
     "FollowUpSMSDetails",
     "IntegrationLink",
     "InvalidInputError",
+    "Lead",
     "Limiter",
     "NotFoundError",
     "Opportunity",
@@ -103,7 +106,16 @@ __all__ = [
 ]
 
 # The modules that hold the names of __all__, imported by the first use of any of them.
-_MODULES = ("._client", "._codec", "._exceptions", "._limiter", "._redis", "._retry", ".models")
+_MODULES = (
+    "._client",
+    "._codec",
+    "._exceptions",
+    "._limiter",
+    "._redis",
+    "._resources.leads",
+    "._retry",
+    ".models",
+)
 # Public submodules, bound as attributes on first use (``close_async.models.Opportunity``).
 _SUBMODULES = ("models", "testing")
 

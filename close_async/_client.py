@@ -28,6 +28,7 @@ from ._outcome import IDEMPOTENT_METHODS, KeepAlive, exchange, response_error
 from ._pacer import Pacer
 from ._ratelimit import RateLimitInfo, parse_rate_limit, retry_after
 from ._redact import redact_error
+from ._resources.leads import Leads
 from ._retry import RetryPolicy
 from ._slots import Slots
 
@@ -113,6 +114,7 @@ class AsyncCloseClient:
         }
         self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
         self.opportunities = Opportunities(self)
+        self.leads = Leads(self)
 
     def __repr__(self) -> str:
         kind = "oauth_token" if self._authorization.startswith("Bearer") else "api_key"

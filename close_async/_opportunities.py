@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ else:
     OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
 _UNSET: Any = msgspec.UNSET
 _PATH = "opportunity/"
+logger = logging.getLogger("close_async")
 
 
 class Opportunities:
@@ -188,6 +190,7 @@ class Opportunities:
     ) -> OpportunityT:
         """Encode, send with retries, decode: the create pipeline shared by create and bulk."""
         body = encode_create(item)
+        self._warn_untitled(item)
         raw = await self._transport.send("POST", _PATH, body, on_send=on_send, on_sent=on_sent)
         try:
             return decode_opportunity(raw, response_type)
@@ -283,6 +286,19 @@ class Opportunities:
             return decode_opportunity(raw, response_type)
         except DecodeError as exc:
             raise self._transport.redact(exc) from None
+
+    # Whether this client has said that a create without lead_id makes an "Untitled" lead.
+    _untitled_warned = False
+
+    def _warn_untitled(self, item: CreateOpportunity) -> None:
+        if self._untitled_warned or item.lead_id not in (_UNSET, None):
+            return
+        self._untitled_warned = True
+        logger.warning(
+            "an opportunity created without lead_id makes Close create a new lead for it, shown "
+            'as "Untitled": create the lead first (close.leads.create(name=...)) and pass its '
+            "id as lead_id (said once per client)"
+        )
 
 
 def _decode_row(raw: bytes) -> Opportunity:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import msgspec
 
@@ -28,11 +28,13 @@ __all__ = [
     "CommentSummary",
     "ContactEmail",
     "ContactPhone",
+    "CreateLead",
     "CreateOpportunity",
     "FollowUpCallDetails",
     "FollowUpEmailDetails",
     "FollowUpSMSDetails",
     "IntegrationLink",
+    "Lead",
     "Opportunity",
     "StallStatus",
     "SuggestedAction",
@@ -334,3 +336,17 @@ def _restore(cls: type[Opportunity], raw: bytes) -> Opportunity:
     from ._codec import decode_opportunity
 
     return decode_opportunity(raw, cls)
+
+
+# The lead models live in their resource's folder, which imports this module: they are loaded
+# on first use here, so that importing either module first works.
+if TYPE_CHECKING:
+    from ._resources.leads.models import CreateLead, Lead
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name in ("CreateLead", "Lead"):
+            from ._resources.leads import models as _leads
+
+            return getattr(_leads, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

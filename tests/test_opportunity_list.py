@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from close_async import AsyncCloseClient, DecodeError, InvalidInputError
+from close_async import AsyncCloseClient, DecodeError, InvalidInputError, RetryPolicy
 from close_async import _pagination as pagination
 from close_async._opportunity_ops import OpportunityPage
 from close_async._pagination import MAX_SKIP, Pager
@@ -107,6 +107,26 @@ async def test_every_row_once_across_pages_in_creation_order() -> None:
     ]
     assert all(q["_order_by"] == "date_created" for q in server.queries)
     assert all(q["lead_id"] == "lead_1" for q in server.queries)
+
+
+async def test_a_page_lost_to_a_5xx_is_read_again_nothing_doubled() -> None:
+    server = ListServer()
+    server.add(30)
+    failed: list[int] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        if request.query.get("_skip") == "10" and not failed:
+            failed.append(1)
+            return web.Response(status=502, text="<html>Bad Gateway</html>")
+        return await server.handle(request)
+
+    app = web.Application()
+    app.router.add_get("/api/v1/opportunity/", flaky)
+    async with serve(app) as base, AsyncCloseClient("k", base_url=base) as close:
+        close.retry_policy = RetryPolicy(initial_backoff=0.001, max_backoff=0.002)
+        ids = await collect(close.opportunities.list(page_size=10))
+    assert failed == [1]
+    assert ids == [r["id"] for r in server.rows]
 
 
 async def test_rows_keep_their_custom_fields_and_the_page_its_aggregates() -> None:

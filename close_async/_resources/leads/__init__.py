@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
-from .models import CreateLead, Lead, LeadAddress, LeadContact, LeadContactURL
+from .models import (
+    CreateLead,
+    Lead,
+    LeadAddress,
+    LeadContact,
+    LeadContactEmail,
+    LeadContactPhone,
+    LeadContactURL,
+)
 from .resource import Leads
 
-__all__ = ["CreateLead", "Lead", "LeadAddress", "LeadContact", "LeadContactURL", "Leads"]
+__all__ = [
+    "CreateLead",
+    "Lead",
+    "LeadAddress",
+    "LeadContact",
+    "LeadContactEmail",
+    "LeadContactPhone",
+    "LeadContactURL",
+    "Leads",
+]

@@ -10,8 +10,7 @@ holds the flat keys, by id.
 """
 
 # Ruff cannot see that CloseModel (imported) is a msgspec Struct, whose defaults are copied per
-# instance: mutable defaults are safe here, as in models.py.
-# ruff: noqa: RUF012
+# instance: mutable defaults are safe here, as in opportunities/responses.py.
 
 from __future__ import annotations
 
@@ -22,10 +21,18 @@ import msgspec
 
 from ..._constants import CUSTOM_PREFIX
 from ..._exceptions import MSGSPEC_DECODE_ERRORS, DecodeError, InvalidInputError
-from ..._validation import check_json_value
-from ...models import CloseModel, ContactEmail, ContactPhone
+from ..base import CloseModel
+from ..checks import check_json_value
 
-__all__ = ["CreateLead", "Lead", "LeadAddress", "LeadContact", "LeadContactURL"]
+__all__ = [
+    "CreateLead",
+    "Lead",
+    "LeadAddress",
+    "LeadContact",
+    "LeadContactEmail",
+    "LeadContactPhone",
+    "LeadContactURL",
+]
 
 _UNSET: Any = msgspec.UNSET
 _CUSTOM_ID_PREFIXES = ("cf_", "lcf_")
@@ -80,6 +87,19 @@ def _validate(item: CreateLead) -> None:
         check_json_value(f"custom.{key}", value)
 
 
+class LeadContactEmail(CloseModel, kw_only=True):
+    email: str | None = None
+    type: str | None = None
+    is_unsubscribed: bool | None = None
+
+
+class LeadContactPhone(CloseModel, kw_only=True):
+    phone: str | None = None
+    phone_formatted: str | None = None
+    type: str | None = None
+    country: str | None = None
+
+
 class LeadContactURL(CloseModel, kw_only=True):
     url: str | None = None
     type: str | None = None
@@ -94,8 +114,8 @@ class LeadContact(CloseModel, kw_only=True):
     name: str | None = None
     title: str | None = None
     display_name: str | None = None
-    emails: list[ContactEmail] = []
-    phones: list[ContactPhone] = []
+    emails: list[LeadContactEmail] = []
+    phones: list[LeadContactPhone] = []
     urls: list[LeadContactURL] = []
     date_created: dt.datetime | None = None
     date_updated: dt.datetime | None = None

@@ -7,28 +7,24 @@ after sending, a lost connection, a 5xx) is not retried: the error says ``may_ha
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..._exceptions import CloseError, DecodeError, InvalidInputError
+from ..._exceptions import DecodeError, InvalidInputError
 from .models import CreateLead, Lead, decode_lead, encode_lead
 
-E = TypeVar("E", bound=CloseError)
+if TYPE_CHECKING:
+    from ..._transport.base import Transport
+
 _UNSET: Any = msgspec.UNSET
 _PATH = "lead/"
-
-
-class _Transport(Protocol):
-    async def send(self, method: str, path: str, body: bytes = b"") -> bytes: ...
-
-    def redact(self, error: E) -> E: ...
 
 
 class Leads:
     """Create leads. Reached as ``client.leads``."""
 
-    def __init__(self, transport: _Transport) -> None:
+    def __init__(self, transport: Transport) -> None:
         self._transport = transport
 
     async def create(

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from close_async import AsyncCloseClient
+from close_async.testing import FakeCloseServer
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -121,3 +124,15 @@ async def serving_app(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def fake_and_client(
+    **options: Any,
+) -> AsyncIterator[tuple[FakeCloseServer, AsyncCloseClient]]:
+    """A ``FakeCloseServer(**options)`` and a client pointed at it, both closed after."""
+    async with (
+        FakeCloseServer(**options) as server,
+        AsyncCloseClient("api_test", base_url=server.base_url) as close,
+    ):
+        yield server, close

@@ -3,10 +3,11 @@
 
 Custom fields travel as flat ``"custom.<id>"`` keys both ways, as for opportunities: lead custom
 field ids are ``cf_...`` (and ``lcf_...`` for fields made before Close's shared fields). Requests
-are checked on construction (``InvalidInputError`` naming the field and the value); responses
-are read leniently: unknown fields are ignored, fields that are missing decode as ``None`` (or
-empty), and Close's legacy ``"custom"`` object keyed by field *name* is left out: ``custom``
-holds the flat keys, by id.
+are checked on construction (``InvalidInputError`` naming the field and the value). Responses are
+decoded by the generic custom-field decoder (``custom.CustomDecoder``, the one opportunities use):
+one pass, every flat key kept in ``Lead.custom`` (by id), unknown fields ignored, missing ones
+``None`` (or empty). Close's legacy ``"custom"`` object keyed by field *name* is not in
+``custom``. Custom fields of the nested contacts are not kept (a contact's own read has them).
 """
 
 # Ruff cannot see that CloseModel (imported) is a msgspec Struct, whose defaults are copied per
@@ -20,9 +21,10 @@ from typing import Any
 import msgspec
 
 from ..._constants import CUSTOM_PREFIX
-from ..._exceptions import MSGSPEC_DECODE_ERRORS, DecodeError, InvalidInputError
+from ..._exceptions import InvalidInputError
 from ..base import CloseModel
 from ..checks import check_json_value
+from ..custom import CustomDecoder, CustomFieldsModel, share
 
 __all__ = [
     "CreateLead",
@@ -106,7 +108,7 @@ class LeadContactURL(CloseModel, kw_only=True):
 
 
 class LeadContact(CloseModel, kw_only=True):
-    """A contact of a lead. ``custom`` holds its flat ``custom.*`` keys, by field id."""
+    """A contact of a lead, as the lead's answer nests it."""
 
     id: str | None = None
     lead_id: str | None = None
@@ -119,7 +121,6 @@ class LeadContact(CloseModel, kw_only=True):
     urls: list[LeadContactURL] = []
     date_created: dt.datetime | None = None
     date_updated: dt.datetime | None = None
-    custom: dict[str, Any] = {}
 
 
 class LeadAddress(CloseModel, kw_only=True):
@@ -132,9 +133,10 @@ class LeadAddress(CloseModel, kw_only=True):
     country: str | None = None
 
 
-class Lead(CloseModel, kw_only=True):
+class Lead(CustomFieldsModel, kw_only=True):
     """A lead as Close returns it. ``custom`` holds every flat ``custom.*`` key of the response,
-    keyed without the prefix (``{"cf_...": value}``); Close omits empty custom fields."""
+    keyed without the prefix (``{"cf_...": value}``); Close omits empty custom fields.
+    ``msgspec.json.encode`` writes them back as flat keys."""
 
     id: str = ""
     organization_id: str | None = None
@@ -153,11 +155,11 @@ class Lead(CloseModel, kw_only=True):
     date_updated: dt.datetime | None = None
     contacts: list[LeadContact] = []
     addresses: list[LeadAddress] = []
-    custom: dict[str, Any] = {}
 
 
 _encoder = msgspec.json.Encoder()
-_dict_decoder = msgspec.json.Decoder(dict[str, Any])
+_decoder = CustomDecoder(Lead)
+share(_decoder)  # the decoder that unpickles and copies Leads
 
 
 def encode_lead(item: CreateLead) -> bytes:
@@ -176,28 +178,5 @@ def encode_lead(item: CreateLead) -> bytes:
 
 def decode_lead(raw: bytes) -> Lead:
     """A ``Lead`` from a response body; ``DecodeError`` (keeping the body) if it is not one."""
-    try:
-        fields = _dict_decoder.decode(raw)
-        if not isinstance(fields, dict) or not fields.get("id"):
-            raise DecodeError("response is not a Lead: it has no id", body=raw)
-        _lift_custom(fields)
-        for contact in fields.get("contacts") or ():
-            if isinstance(contact, dict):
-                _lift_custom(contact)
-        lead = msgspec.convert(fields, Lead)
-    except (*MSGSPEC_DECODE_ERRORS, msgspec.ValidationError) as exc:
-        raise DecodeError(f"response is not a Lead: {exc}", body=raw) from exc
-    for when in ("date_created", "date_updated"):  # tz-aware, as for opportunities: naive is UTC
-        value = getattr(lead, when)
-        if value is not None and value.tzinfo is None:
-            setattr(lead, when, value.replace(tzinfo=dt.timezone.utc))
+    lead: Lead = _decoder.decode(raw)
     return lead
-
-
-def _lift_custom(fields: dict[str, Any]) -> None:
-    """Move the flat ``custom.<id>`` keys into ``fields["custom"]`` (replacing Close's legacy
-    object keyed by field name, which a rename in the UI would break)."""
-    fields["custom"] = {
-        key[len(CUSTOM_PREFIX) :]: fields.pop(key)
-        for key in [k for k in fields if k.startswith(CUSTOM_PREFIX)]
-    }

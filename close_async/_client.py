@@ -18,7 +18,8 @@ import msgspec
 
 from . import _constants as const
 from ._exceptions import MSGSPEC_DECODE_ERRORS, CloseError, DecodeError, InvalidInputError
-from ._resources.opportunities.requests import check_json_value
+from ._resources.checks import check_json_value
+from ._resources.leads import Leads
 from ._resources.opportunities.resource import Opportunities
 from ._transport.base import Params, ParamValue
 from ._transport.http import HTTPTransport
@@ -103,6 +104,8 @@ class AsyncCloseClient:
         )
         self.opportunities = Opportunities(self._transport)
         """The opportunity resource: ``create``, ``create_many``, ``stream_create``."""
+        self.leads = Leads(self._transport)
+        """The lead resource: ``create``."""
 
     def __repr__(self) -> str:
         kind = "oauth_token" if self._authorization.startswith("Bearer") else "api_key"

@@ -1,0 +1,227 @@
+"""``close-async import --reconcile``: settle the rows whose outcome is unknown.
+
+After the rows of the file have been sent, every row still unknown (in flight when an earlier run
+was killed, an ambiguous failure of that run or of this one) is looked up with
+``opportunities.reconcile``:
+
+- ``created``: recorded as created with the id found (the journal's ``created`` record);
+- ``absent``: sent again, once: a new attempt, journaled like any other. If that attempt fails
+  ambiguously it is reconciled in turn; ``absent`` then means neither attempt created anything,
+  and the row is recorded ``failed`` (the next run sends it; this one sends nothing more);
+- ``ambiguous`` and ``pending`` rows stay unknown, named with the ids that matched.
+
+Rows that no server could tell apart (identical rows of one file) are reconciled together, so
+that two of them are never matched to one opportunity; the ids the journal already records as
+created (other rows') and those this client created never match, and an opportunity that
+matches rows of two different groups makes both ambiguous rather than giving it to either.
+A row needs the ``sent_at`` its journal records (journals written before 0.x lack it): without
+it the window cannot be known, and the row stays unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._client import AsyncCloseClient
+from ._exceptions import CloseError
+from ._journal import Journal, JournalWriteError
+from ._match import Probe
+from ._reconcile import Excluded, Reconciled, reconcile_group
+from .models import CreateOpportunity, Opportunity
+
+_UTC = dt.timezone.utc
+
+
+@dataclass
+class UnknownRow:
+    """A row whose request may have created an opportunity."""
+
+    line: int
+    item: CreateOpportunity
+    sent_at: dt.datetime | None
+    digest: str = ""
+
+
+class Summary(Protocol):
+    created: int
+    reconciled: int
+    resent: int
+    failed: list[tuple[int, str]]
+    unknown: list[tuple[int, str]]
+
+
+Note = Callable[..., None]
+
+
+def sent_at_now() -> str:
+    """A journal's ``sent_at``: now, UTC, ISO 8601 with milliseconds."""
+    return dt.datetime.now(_UTC).isoformat(timespec="milliseconds")
+
+
+async def settle_unknown(
+    client: AsyncCloseClient,
+    rows: list[UnknownRow],
+    *,
+    journal: Journal | None,
+    summary: Summary,
+    note: Note,
+    settle: float,
+    concurrency: int,
+) -> None:
+    """Reconcile ``rows`` (see the module docstring); updates ``summary`` and the journal."""
+    unknown = dict(summary.unknown)
+    claimed = journal.created_ids() if journal is not None else set()
+    resolved: dict[int, tuple[str, str]] = {}  # line -> (outcome, why), for summary.unknown
+    resend: list[UnknownRow] = []
+
+    def found(row: UnknownRow, verdict: Reconciled) -> None:
+        assert verdict.opportunity is not None  # "created" always names it
+        claimed.add(verdict.opportunity.id)
+        note(row.line, "created", id=verdict.opportunity.id, reconciled=True)
+        summary.created += 1
+        summary.reconciled += 1
+        resolved[row.line] = ("created", "")
+
+    verdicts = await _verdicts(client, rows, claimed, settle, concurrency)
+    for row, verdict in verdicts:
+        if verdict is None:
+            unknown[row.line] = "no sent_at in the journal (an older version wrote it): check it"
+        elif verdict.state == "created":
+            found(row, verdict)
+        elif verdict.state == "absent":
+            resend.append(row)
+        else:
+            unknown[row.line] = _why(verdict)
+    again = await _send_again(client, resend, journal=journal, note=note, concurrency=concurrency)
+    summary.resent += len(resend)
+    second: list[UnknownRow] = []
+    for row, result in again:
+        if isinstance(result, Opportunity):
+            claimed.add(result.id)
+            summary.created += 1
+            resolved[row.line] = ("created", "")
+        elif result.may_have_succeeded:
+            note(row.line, "unknown", error=str(result), sent_at=_iso(result.sent_at))
+            unknown[row.line] = str(result)
+            second.append(UnknownRow(row.line, row.item, result.sent_at, row.digest))
+        else:
+            note(row.line, "failed", error=str(result))
+            resolved[row.line] = ("failed", str(result))
+    for row, verdict in await _verdicts(client, second, claimed, settle, concurrency):
+        assert verdict is not None  # the error of this run's attempt carries sent_at
+        if verdict.state == "created":
+            found(row, verdict)
+        elif verdict.state == "absent":
+            why = "not created: sent again after reconcile found nothing, and found nothing again"
+            note(row.line, "failed", error=why)
+            resolved[row.line] = ("failed", why)
+        else:
+            unknown[row.line] = _why(verdict)
+    for line, (outcome, why) in resolved.items():
+        unknown.pop(line, None)
+        if outcome == "failed":
+            summary.failed.append((line, why))
+    summary.unknown[:] = sorted(unknown.items())
+
+
+async def _verdicts(
+    client: AsyncCloseClient,
+    rows: Iterable[UnknownRow],
+    claimed: set[str],
+    settle: float,
+    concurrency: int,
+) -> list[tuple[UnknownRow, Reconciled | None]]:
+    """Each row's verdict (None: no ``sent_at``), identical rows reconciled as one group."""
+    groups: dict[bytes, list[UnknownRow]] = defaultdict(list)
+    out: list[tuple[UnknownRow, Reconciled | None]] = []
+    for row in rows:
+        if row.sent_at is None:
+            out.append((row, None))
+        else:
+            groups[Probe(row.item).key].append(row)
+    gate = asyncio.Semaphore(concurrency)
+    opportunities = client.opportunities
+    exclude = Excluded(claimed, opportunities.created_ids)
+
+    async def one(group: list[UnknownRow]) -> list[Reconciled]:
+        async with gate:
+            stamps = [row.sent_at for row in group if row.sent_at is not None]
+            return await reconcile_group(
+                opportunities._lister(), group[0].item, stamps, settle=settle, exclude=exclude
+            )
+
+    listed = list(groups.values())
+    results = await asyncio.gather(*(one(group) for group in listed))
+    # One opportunity that matches rows of two groups (one sent a field the other left out)
+    # belongs to neither for sure: both stay unknown.
+    owners: dict[str, set[int]] = defaultdict(set)
+    for n, verdicts in enumerate(results):
+        for verdict in verdicts:
+            for opp in verdict.matches:
+                owners[opp.id].add(n)
+    shared = {n for groups_of in owners.values() if len(groups_of) > 1 for n in groups_of}
+    for n, (group, verdicts) in enumerate(zip(listed, results, strict=True)):
+        for row, verdict in zip(group, verdicts, strict=True):
+            if n in shared:
+                verdict = Reconciled("ambiguous", None, verdict.matches, verdict.reads)
+            out.append((row, verdict))
+    return out
+
+
+async def _send_again(
+    client: AsyncCloseClient,
+    rows: list[UnknownRow],
+    *,
+    journal: Journal | None,
+    note: Note,
+    concurrency: int,
+) -> list[tuple[UnknownRow, Opportunity | CloseError]]:
+    """Send each row once more, journaled as on the first pass; each row with its result."""
+    if not rows:
+        return []
+
+    def sending(index: int) -> Awaitable[None] | None:
+        row = rows[index]
+        if journal is None:
+            return None
+        journal.record(row.line, "sending", digest=row.digest, sent_at=sent_at_now())
+        return journal.durable()
+
+    def sent(index: int, was_sent: bool) -> None:
+        if not was_sent and journal is not None:
+            journal.record(rows[index].line, "waiting")
+
+    out: list[tuple[UnknownRow, Opportunity | CloseError]] = []
+    stream = client.opportunities.stream_create(
+        [row.item for row in rows], concurrency=concurrency, on_send=sending, on_sent=sent
+    )
+    async for index, result in stream:
+        row = rows[index]
+        if isinstance(result, Opportunity):
+            note(row.line, "created", id=result.id)
+        elif isinstance(result, JournalWriteError):
+            continue  # "sending" could not be written, so it was not sent: still unknown
+        out.append((row, result))
+    return out
+
+
+def _why(verdict: Reconciled) -> str:
+    if verdict.state == "ambiguous":
+        ids = ", ".join(o.id for o in verdict.matches[:5])
+        more = f" and {len(verdict.matches) - 5} more" if len(verdict.matches) > 5 else ""
+        return f"reconcile: ambiguous, {len(verdict.matches)} opportunities match ({ids}{more})"
+    return f"reconcile: {verdict.state} (too early to tell: run again later)"
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(_UTC).isoformat(timespec="milliseconds")
+
+
+def iso_sent_at(error: Any) -> str | None:
+    """The journal's ``sent_at`` of an error that may have succeeded."""
+    return _iso(getattr(error, "sent_at", None))

@@ -10,7 +10,7 @@ exceed the list's lag, as Close's 120 s default exceeds its 30-60 s).
 Reported, from the server's record (every note is unique, so a note is a row):
 
 - rows created exactly once, duplicates (creates beyond the first per row), lost (rows with no
-  opportunity at all), and rows the import left unknown;
+  opportunity at all), rows the import left unknown, and rows it called failed;
 - the extra requests reconcile cost: list reads (GETs) and creates sent again, per row it
   looked up (target: 0 duplicates, 0 unknown, 0 lost, <= 3 reads per reconciled row).
 
@@ -154,6 +154,7 @@ def run(args: argparse.Namespace, write_rows: Any) -> dict[str, Any]:
     }
     figures["target_met"] = (
         duplicates == 0
+        and report["failed"] == 0
         and lost == 0
         and report["unknown"] == 0
         and figures["reads_per_reconciled_row"] <= 3
@@ -164,11 +165,12 @@ def run(args: argparse.Namespace, write_rows: Any) -> dict[str, Any]:
 def table(f: dict[str, Any]) -> str:
     return "\n".join(
         [
-            "| rows | lag s | settle s | exactly once | duplicates | unknown | lost | looked up |"
-            " found | sent again | reads/row | extra requests/row | s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| rows | lag s | settle s | exactly once | duplicates | unknown | lost | failed |"
+            " looked up | found | sent again | reads/row | extra requests/row | s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             f"| {f['rows']:,} | {f['list_lag_s']:g} | {f['settle_s']:g} | "
             f"{f['created_exactly_once']:,} | {f['duplicates']} | {f['unknown']} | {f['lost']} | "
+            f"{f['failed']} | "
             f"{f['looked_up']} | {f['found_created']} | {f['sent_again']} | "
             f"{f['reads_per_reconciled_row']:.2f} | {f['extra_requests_per_reconciled_row']:.2f} | "
             f"{f['seconds']:.1f} |",

@@ -5,9 +5,11 @@ was killed, an ambiguous failure of that run or of this one) is looked up with
 ``opportunities.reconcile``:
 
 - ``created``: recorded as created with the id found (the journal's ``created`` record);
-- ``absent``: sent again, once: a new attempt, journaled like any other. If that attempt fails
-  ambiguously it is reconciled in turn; ``absent`` then means neither attempt created anything,
-  and the row is recorded ``failed`` (the next run sends it; this one sends nothing more);
+- ``absent``: sent again, once per ``absent`` verdict: a new attempt, journaled like any other.
+  If that attempt fails ambiguously it is reconciled in turn, and so on, up to
+  ``MAX_SENT_AGAIN`` new attempts; a row absent after the last is recorded ``failed`` (nothing
+  was created: the next run sends it). A row is never sent while an earlier attempt of it may
+  still show up: only ``absent`` (after ``settle``, two empty reads) lets it go again;
 - ``ambiguous`` and ``pending`` rows stay unknown, named with the ids that matched.
 
 Rows that no server could tell apart (identical rows of one file) are reconciled together, so
@@ -35,6 +37,8 @@ from ._reconcile import Excluded, Reconciled, reconcile_group
 from .models import CreateOpportunity, Opportunity
 
 _UTC = dt.timezone.utc
+#: New attempts per row and run, each only after an ``absent`` verdict on the one before it.
+MAX_SENT_AGAIN = 3
 
 
 @dataclass
@@ -77,55 +81,48 @@ async def settle_unknown(
     unknown = dict(summary.unknown)
     claimed = journal.created_ids() if journal is not None else set()
     resolved: dict[int, tuple[str, str]] = {}  # line -> (outcome, why), for summary.unknown
-    resend: list[UnknownRow] = []
-
-    def found(row: UnknownRow, verdict: Reconciled) -> None:
-        assert verdict.opportunity is not None  # "created" always names it
-        claimed.add(verdict.opportunity.id)
-        note(row.line, "created", id=verdict.opportunity.id, reconciled=True)
-        summary.created += 1
-        summary.reconciled += 1
-        resolved[row.line] = ("created", "")
-
-    verdicts = await _verdicts(client, rows, claimed, settle, concurrency)
-    for row, verdict in verdicts:
-        if verdict is None:
-            unknown[row.line] = "no sent_at in the journal (an older version wrote it): check it"
-        elif verdict.state == "created":
-            found(row, verdict)
-        elif verdict.state == "absent":
-            resend.append(row)
-        else:
-            unknown[row.line] = _why(verdict)
-    again = await _send_again(client, resend, journal=journal, note=note, concurrency=concurrency)
-    summary.resent += len(resend)
-    second: list[UnknownRow] = []
-    for row, result in again:
-        if isinstance(result, Opportunity):
-            claimed.add(result.id)
-            summary.created += 1
-            resolved[row.line] = ("created", "")
-        elif result.may_have_succeeded:
-            note(row.line, "unknown", error=str(result), sent_at=_iso(result.sent_at))
-            unknown[row.line] = str(result)
-            second.append(UnknownRow(row.line, row.item, result.sent_at, row.digest))
-        else:
-            note(row.line, "failed", error=str(result))
-            resolved[row.line] = ("failed", str(result))
-    for row, verdict in await _verdicts(client, second, claimed, settle, concurrency):
-        assert verdict is not None  # the error of this run's attempt carries sent_at
-        if verdict.state == "created":
-            found(row, verdict)
-        elif verdict.state == "absent":
-            why = "not created: sent again after reconcile found nothing, and found nothing again"
-            note(row.line, "failed", error=why)
-            resolved[row.line] = ("failed", why)
-        else:
-            unknown[row.line] = _why(verdict)
+    attempts = 0
+    while rows:
+        resend: list[UnknownRow] = []
+        for row, verdict in await _verdicts(client, rows, claimed, settle, concurrency):
+            if verdict is None:
+                unknown[row.line] = "no sent_at in the journal (written before --reconcile)"
+            elif verdict.state == "created":
+                assert verdict.opportunity is not None  # "created" always names it
+                claimed.add(verdict.opportunity.id)
+                note(row.line, "created", id=verdict.opportunity.id, reconciled=True)
+                summary.reconciled += 1
+                resolved[row.line] = ("created", "")
+            elif verdict.state == "absent" and attempts < MAX_SENT_AGAIN:
+                resend.append(row)
+            elif verdict.state == "absent":
+                why = f"not created: found absent after each of {attempts + 1} attempts"
+                note(row.line, "failed", error=why)
+                resolved[row.line] = ("failed", why)
+            else:
+                unknown[row.line] = _why(verdict)
+        attempts += 1
+        summary.resent += len(resend)
+        rows = []
+        for row, result in await _send_again(
+            client, resend, journal=journal, note=note, concurrency=concurrency
+        ):
+            if isinstance(result, Opportunity):
+                claimed.add(result.id)
+                resolved[row.line] = ("created", "")
+            elif result.may_have_succeeded:  # reconciled in turn, on the next round
+                note(row.line, "unknown", error=str(result), sent_at=_iso(result.sent_at))
+                unknown[row.line] = str(result)
+                rows.append(UnknownRow(row.line, row.item, result.sent_at, row.digest))
+            else:
+                note(row.line, "failed", error=str(result))
+                resolved[row.line] = ("failed", str(result))
     for line, (outcome, why) in resolved.items():
         unknown.pop(line, None)
         if outcome == "failed":
             summary.failed.append((line, why))
+        else:
+            summary.created += 1
     summary.unknown[:] = sorted(unknown.items())
 
 

@@ -18,6 +18,7 @@ import msgspec
 import pytest
 
 from close_async import AsyncCloseClient, decode_opportunity
+from close_async._import_reconcile import MAX_SENT_AGAIN
 from close_async._importer import ImportSummary, run_import
 from close_async._journal import Journal
 from close_async._opportunities import Opportunities
@@ -164,15 +165,27 @@ async def test_ambiguous_rows_stay_unknown_and_are_named(
     assert len(close_server.created) == 2  # nothing sent again
 
 
-async def test_an_absent_row_whose_second_attempt_is_lost_too_is_failed_not_resent(
+async def test_each_absent_verdict_allows_one_new_attempt_up_to_the_cap(
     close_server: FakeCloseServer, reads: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     rows = [{"lead_id": LEAD, "value": 9, "note": "unlucky"}]
     source, journal = write_rows(tmp_path / "in.jsonl", rows), tmp_path / "j.jsonl"
-    close_server.fail_next("drop_before_create", times=2)
+    close_server.fail_next("drop_before_create", times=2)  # the first send and the first resend
     summary = await run(close_server, source, journal, reconcile=True, settle=0.2)
-    assert summary.resent == 1
+    assert (summary.resent, summary.created, summary.unknown) == (2, 1, [])
+    assert len(close_server.requests) == 3
+    assert len(close_server.created) == 1
+
+
+async def test_a_row_absent_after_every_attempt_is_failed_not_sent_again(
+    close_server: FakeCloseServer, reads: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    rows = [{"lead_id": LEAD, "value": 9, "note": "unluckier"}]
+    source, journal = write_rows(tmp_path / "in.jsonl", rows), tmp_path / "j.jsonl"
+    close_server.fail_next("drop_before_create", times=1 + MAX_SENT_AGAIN)
+    summary = await run(close_server, source, journal, reconcile=True, settle=0.1)
+    assert summary.resent == MAX_SENT_AGAIN
     assert [line for line, _ in summary.failed] == [1]
     assert states(journal)[1]["state"] == "failed"
-    assert len(close_server.requests) == 2
+    assert len(close_server.requests) == 1 + MAX_SENT_AGAIN
     assert close_server.created == []

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         ServerError,
     )
     from ._limiter import Limiter, TokenBucket
+    from ._reconcile import Reconciled
     from ._redis import RedisTokenBucket
     from ._retry import RetryPolicy
     from .models import (
@@ -89,6 +90,7 @@ __all__ = [
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",
+    "Reconciled",
     "RedirectError",
     "RedisTokenBucket",
     "RetryPolicy",
@@ -103,7 +105,16 @@ __all__ = [
 ]
 
 # The modules that hold the names of __all__, imported by the first use of any of them.
-_MODULES = ("._client", "._codec", "._exceptions", "._limiter", "._redis", "._retry", ".models")
+_MODULES = (
+    "._client",
+    "._codec",
+    "._exceptions",
+    "._limiter",
+    "._reconcile",
+    "._redis",
+    "._retry",
+    ".models",
+)
 # Public submodules, bound as attributes on first use (``close_async.models.Opportunity``).
 _SUBMODULES = ("models", "testing")
 

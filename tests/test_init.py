@@ -35,6 +35,7 @@ EXPECTED_ALL = [
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",
+    "Reconciled",
     "RedirectError",
     "RedisTokenBucket",
     "RetryPolicy",

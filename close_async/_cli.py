@@ -441,11 +441,13 @@ def print_summary(
             f"created, {len(summary.failed)} failed, {len(summary.unknown)} unknown "
             f"({summary.seconds:.1f} s, {rate:.0f} created/s)"
         )
-        if summary.reconciled or summary.resent:
+        if summary.settled:
             echo(
                 f"reconcile: {summary.reconciled} unknown rows found created, {summary.resent}"
-                " found absent and sent again"
+                " found absent and sent again:"
             )
+        for line, what in summary.settled:
+            echo(f"  line {line}: {what}")
     for line, reason in sorted(summary.failed):
         echo(f"  line {line}: failed: {reason}")
     if summary.unknown:

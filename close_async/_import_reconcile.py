@@ -55,6 +55,7 @@ class Summary(Protocol):
     created: int
     reconciled: int
     resent: int
+    settled: list[tuple[int, str]]
     failed: list[tuple[int, str]]
     unknown: list[tuple[int, str]]
 
@@ -79,28 +80,35 @@ async def settle_unknown(
 ) -> None:
     """Reconcile ``rows`` (see the module docstring); updates ``summary`` and the journal."""
     unknown = dict(summary.unknown)
+    reasons = dict(unknown)  # why each was unknown, to tell with what became of it
     claimed = journal.created_ids() if journal is not None else set()
     resolved: dict[int, tuple[str, str]] = {}  # line -> (outcome, why), for summary.unknown
+    told: dict[int, list[str]] = defaultdict(list)  # line -> what happened, in order
     attempts = 0
     while rows:
         resend: list[UnknownRow] = []
         for row, verdict in await _verdicts(client, rows, claimed, settle, concurrency):
             if verdict is None:
                 unknown[row.line] = "no sent_at in the journal (written before --reconcile)"
+                told[row.line].append(f"{unknown[row.line]}: left unknown")
             elif verdict.state == "created":
                 assert verdict.opportunity is not None  # "created" always names it
                 claimed.add(verdict.opportunity.id)
                 note(row.line, "created", id=verdict.opportunity.id, reconciled=True)
                 summary.reconciled += 1
                 resolved[row.line] = ("created", "")
+                told[row.line].append(f"found {verdict.opportunity.id}: recorded as created")
             elif verdict.state == "absent" and attempts < MAX_SENT_AGAIN:
                 resend.append(row)
+                told[row.line].append("absent after the settle: sent again")
             elif verdict.state == "absent":
                 why = f"not created: found absent after each of {attempts + 1} attempts"
                 note(row.line, "failed", error=why)
                 resolved[row.line] = ("failed", why)
+                told[row.line].append(why)
             else:
                 unknown[row.line] = _why(verdict)
+                told[row.line].append(f"{_why(verdict)}: left unknown")
         attempts += 1
         summary.resent += len(resend)
         rows = []
@@ -110,13 +118,16 @@ async def settle_unknown(
             if isinstance(result, Opportunity):
                 claimed.add(result.id)
                 resolved[row.line] = ("created", "")
+                told[row.line].append(f"created {result.id}")
             elif result.may_have_succeeded:  # reconciled in turn, on the next round
                 note(row.line, "unknown", error=str(result), sent_at=_iso(result.sent_at))
                 unknown[row.line] = str(result)
                 rows.append(UnknownRow(row.line, row.item, result.sent_at, row.digest))
+                told[row.line].append(f"unknown again ({result})")
             else:
                 note(row.line, "failed", error=str(result))
                 resolved[row.line] = ("failed", str(result))
+                told[row.line].append(f"failed ({result})")
     for line, (outcome, why) in resolved.items():
         unknown.pop(line, None)
         if outcome == "failed":
@@ -124,6 +135,9 @@ async def settle_unknown(
         else:
             summary.created += 1
     summary.unknown[:] = sorted(unknown.items())
+    for line, steps in sorted(told.items()):
+        before = reasons.get(line)
+        summary.settled.append((line, (f"{before} -> " if before else "") + ", ".join(steps)))
 
 
 async def _verdicts(

@@ -73,6 +73,7 @@ class ImportSummary:
     unrecorded: list[tuple[int, str]] = field(default_factory=list)  # the journal refused them
     reconciled: int = 0  # unknown rows --reconcile found created (counted in created too)
     resent: int = 0  # unknown rows --reconcile found absent and sent again
+    settled: list[tuple[int, str]] = field(default_factory=list)  # what --reconcile did, per row
 
     @property
     def exit_code(self) -> int:

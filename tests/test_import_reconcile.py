@@ -189,3 +189,18 @@ async def test_a_row_absent_after_every_attempt_is_failed_not_sent_again(
     assert states(journal)[1]["state"] == "failed"
     assert len(close_server.requests) == 1 + MAX_SENT_AGAIN
     assert close_server.created == []
+
+
+def test_the_journal_keeps_the_first_sent_at_of_a_row_in_flight(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.record(2, "sending", digest="ab", sent_at="2026-12-01T10:00:00.000+00:00")
+        journal.record(2, "unknown", error="lost", sent_at="2026-12-01T10:00:00.500+00:00")
+        journal.record(3, "sending", digest="cd", sent_at="2026-12-01T10:00:01.000+00:00")
+        journal.record(3, "created", id="oppo_3")
+        journal.record(4, "sending", digest="ef")  # written before sent_at was recorded
+    with Journal(path) as journal:  # read back, as a re-run does
+        assert journal.sent_at(2) == dt.datetime(2026, 12, 1, 10, tzinfo=UTC)
+        assert journal.sent_at(3) is None  # created: no longer in flight
+        assert journal.sent_at(4) is None
+        assert journal.created_ids() == {"oppo_3"}

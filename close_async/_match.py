@@ -9,7 +9,8 @@ difference (a miss would be called ``absent`` and sent again: a duplicate):
 - strings are compared trimmed, with ``\\r\\n`` read as ``\\n``; a null or empty ``note`` equals an
   empty one (Close answers ``""``);
 - a null ``confidence`` equals 0, a null ``value_period`` equals ``one_time`` (Close's defaults);
-  a null ``status_id``, ``user_id`` or ``created_by`` is not compared (Close fills in its own);
+  a null ``lead_id`` (Close makes a lead), ``status_id``, ``user_id`` or ``created_by`` is not
+  compared (Close fills in its own);
 - ``date_won`` is a date in responses: a date-time sent matches its date in its own zone or UTC;
   a ``date_created`` sent matches within a second (or the same day, for a date);
 - an empty custom value (null, ``""``, ``[]``) equals a missing key (responses omit empty custom
@@ -39,7 +40,7 @@ from .models import CreateOpportunity, Opportunity
 _decoder = msgspec.json.Decoder(dict[str, Any])
 _key_encoder = msgspec.json.Encoder(order="sorted")
 _UTC = dt.timezone.utc
-_FILLED_BY_CLOSE = frozenset({"status_id", "user_id", "created_by"})
+_FILLED_BY_CLOSE = frozenset({"lead_id", "status_id", "user_id", "created_by"})
 _DEFAULTS: dict[str, Any] = {"note": "", "confidence": 0, "value_period": "one_time"}
 _NOT_COMPARED = frozenset({"custom_fields"})
 _CREATED_TOLERANCE = dt.timedelta(seconds=1)

@@ -201,6 +201,8 @@ async def test_without_lead_id_candidates_are_the_recent_creates_of_the_user() -
     bare = CreateOpportunity(value=77, note="no lead")  # no lead, no user: by date alone
     assert (await reconcile(store.list, bare, sent_at=just_now(1))).opportunity == mine
     assert set(store.reads[-1]) == {"date_created__gte"}
+    null = CreateOpportunity(lead_id=None, value=77, note="no lead")  # sent as null
+    assert (await reconcile(store.list, null, sent_at=just_now(1))).opportunity == mine
 
 
 async def test_values_close_rewrites_still_match() -> None:

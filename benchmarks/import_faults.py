@@ -64,9 +64,9 @@ async def serve(list_lag: float, seed: int) -> None:
 
 async def child(args: argparse.Namespace) -> dict[str, Any]:
     from close_async import AsyncCloseClient
-    from close_async._importer import run_import
-    from close_async._journal import Journal
-    from close_async._preflight import check_input
+    from close_async._tools.importer import run_import
+    from close_async._tools.journal import Journal
+    from close_async._tools.preflight import check_input
 
     source = Path(args.file)
     started = time.perf_counter()

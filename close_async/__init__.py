@@ -19,7 +19,6 @@ from ._constants import __version__
 # import this package, and aiohttp alone takes 0.2-0.3 s to import.
 if TYPE_CHECKING:
     from ._client import AsyncCloseClient
-    from ._codec import decode_opportunity
     from ._exceptions import (
         APIConnectionError,
         APIStatusError,
@@ -35,10 +34,11 @@ if TYPE_CHECKING:
         RedirectError,
         ServerError,
     )
-    from ._limiter import Limiter, TokenBucket
-    from ._reconcile import Reconciled
-    from ._redis import RedisTokenBucket
-    from ._retry import RetryPolicy
+    from ._resources.opportunities.codec import decode_opportunity
+    from ._resources.opportunities.reconcile import Reconciled
+    from ._transport.limiter import Limiter, TokenBucket
+    from ._transport.redis import RedisTokenBucket
+    from ._transport.retry import RetryPolicy
     from .models import (
         ActionItem,
         AdjustCloseDateDetails,
@@ -107,12 +107,12 @@ __all__ = [
 # The modules that hold the names of __all__, imported by the first use of any of them.
 _MODULES = (
     "._client",
-    "._codec",
+    "._resources.opportunities.codec",
+    "._resources.opportunities.reconcile",
     "._exceptions",
-    "._limiter",
-    "._reconcile",
-    "._redis",
-    "._retry",
+    "._transport.limiter",
+    "._transport.redis",
+    "._transport.retry",
     ".models",
 )
 # Public submodules, bound as attributes on first use (``close_async.models.Opportunity``).

@@ -26,6 +26,7 @@ FAULTS = (
     "drop_before_create",
     "hang",
     "429",
+    "late_create",
 )
 OPPORTUNITY_PATH = "/api/v1/opportunity/"
 

@@ -208,10 +208,14 @@ class Limiter:
     def clear(self) -> None:
         self._states.clear()
 
-    def check(self, key: str, now: float, *, consume: bool = True) -> Verdict:
-        """Admit (and count) one request of ``key`` at ``now``; ``consume=False`` only peeks."""
+    def check(self, key: str, now: float, *, consume: bool = True, group: str = "") -> Verdict:
+        """Admit (and count) one request of ``key`` at ``now``; ``consume=False`` only peeks.
+
+        Each endpoint ``group`` has its own state (per key, or per organisation).
+        """
         model = self.model
-        state = self._states.setdefault("" if model.scope == "organization" else key, _State())
+        owner = "" if model.scope == "organization" else key
+        state = self._states.setdefault(f"{group}\0{owner}", _State())
         enforced, window = model.enforced_at(now), model.window
         used = self._used(state, now, enforced)
         admitted = used + 1 <= enforced + 1e-9  # bucket refills are floats

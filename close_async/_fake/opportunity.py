@@ -10,7 +10,18 @@ import random
 import string
 from typing import Any
 
-__all__ = ["LEAD_MISSING", "build_opportunity", "random_id", "validate_opportunity"]
+__all__ = [
+    "LEAD_MISSING",
+    "OPPORTUNITY_STATUSES",
+    "authored",
+    "build_opportunity",
+    "custom_fields",
+    "derive_values",
+    "is_empty",
+    "parse_date",
+    "random_id",
+    "validate_opportunity",
+]
 
 #: A ``lead_id`` the fake server treats as non-existent (answers Close's real 400 shape).
 LEAD_MISSING = "lead_missing"
@@ -18,6 +29,15 @@ LEAD_MISSING = "lead_missing"
 USER_ID = "user_" + "FakeCloseServerUser".ljust(43, "0")
 USER_NAME = "Fake User"
 STATUS_ID = "stat_" + "FakeCloseServerActive".ljust(43, "0")
+WON_STATUS_ID = "stat_" + "FakeCloseServerWon".ljust(43, "0")
+LOST_STATUS_ID = "stat_" + "FakeCloseServerLost".ljust(43, "0")
+#: The opportunity statuses the fake knows: id -> (label, status_type). Any other ``status_id``
+#: is accepted and shown as the first (``Active``), as the fake always did.
+OPPORTUNITY_STATUSES = {
+    STATUS_ID: ("Active", "active"),
+    WON_STATUS_ID: ("Won", "won"),
+    LOST_STATUS_ID: ("Lost", "lost"),
+}
 PIPELINE_ID = "pipe_" + "FakeCloseServerPipeline".ljust(43, "0")
 PIPELINE_NAME = "Sales"
 DEFAULT_ORGANIZATION_ID = "orga_" + "FakeCloseServerOrganization".ljust(43, "0")
@@ -39,7 +59,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _parse_date(value: object) -> str | None:
+def parse_date(value: object) -> str | None:
     """Return the ``YYYY-MM-DD`` part of a date/datetime string, or None if invalid."""
     if not isinstance(value, str):
         return None
@@ -72,7 +92,7 @@ def validate_opportunity(data: dict[str, Any]) -> dict[str, str]:
         if item is not None and not isinstance(item, str):
             errors[field] = "Not a valid string."
     date_won = data.get("date_won")
-    if date_won is not None and _parse_date(date_won) is None:
+    if date_won is not None and parse_date(date_won) is None:
         errors["date_won"] = "Not a valid date."
     if data.get("lead_id") == LEAD_MISSING:
         errors["lead"] = "Object does not exist."
@@ -89,29 +109,72 @@ def format_value(value: int | None, period: str) -> str:
     return amount + _VALUE_PERIODS[period]
 
 
-def _is_empty(value: object) -> bool:
+def is_empty(value: object) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
-def build_opportunity(data: dict[str, Any], organization_id: str) -> dict[str, Any]:
-    """Build the JSON object Close returns for a *valid* create payload ``data``."""
-    value: int | None = data.get("value")
-    period: str = data.get("value_period") or "one_time"
-    confidence: int = data.get("confidence") or 0
-    lead_id: str | None = data.get("lead_id")
-    lead_name = "Sample Lead"
-    if lead_id is None:
-        lead_id, lead_name = random_id("lead_"), "Untitled"
-    contact_id: str | None = data.get("contact_id")
-    user_id: str = data.get("user_id") or USER_ID
-    date_won = data.get("date_won")
-    now = _dt.datetime.now(_UTC).isoformat(timespec="microseconds")
+def custom_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The flat ``custom.cf_*`` keys of a payload that an answer shows (empty ones omitted)."""
+    return {k: v for k, v in data.items() if k.startswith("custom.cf_") and not is_empty(v)}
+
+
+def authored(now: str) -> dict[str, Any]:
+    """Who created and last updated an object, and when: the fake's one user, ``now``."""
+    return {
+        "created_by": USER_ID,
+        "created_by_name": USER_NAME,
+        "updated_by": USER_ID,
+        "updated_by_name": USER_NAME,
+        "date_created": now,
+        "date_updated": now,
+    }
+
+
+def derive_values(opportunity: dict[str, Any]) -> None:
+    """Set the fields Close computes from ``value``/``value_period``/``confidence``/status."""
+    value: int | None = opportunity["value"]
+    period: str = opportunity["value_period"]
+    confidence: int = opportunity["confidence"]
     if value is None:
         expected = annualized = annualized_expected = None
     else:
         expected = value * confidence // 100
         annualized = value * 12 if period == "monthly" else value
         annualized_expected = annualized * confidence // 100
+    label, status_type = OPPORTUNITY_STATUSES.get(
+        opportunity["status_id"], OPPORTUNITY_STATUSES[STATUS_ID]
+    )
+    opportunity.update(
+        value_formatted=format_value(value, period),
+        expected_value=expected,
+        annualized_value=annualized,
+        annualized_expected_value=annualized_expected,
+        status_label=label,
+        status_display_name=label,
+        status_type=status_type,
+    )
+
+
+def build_opportunity(
+    data: dict[str, Any],
+    organization_id: str,
+    *,
+    lead_name: str = "Sample Lead",
+    now: str | None = None,
+) -> dict[str, Any]:
+    """Build the JSON object Close returns for a *valid* create payload ``data``.
+
+    Without ``lead_id`` the lead is a new random id named "Untitled" (``FakeCloseServer`` passes
+    the lead it created instead); ``now`` is ``date_created`` (default: the wall clock).
+    """
+    lead_id: str | None = data.get("lead_id")
+    if lead_id is None:
+        lead_id, lead_name = random_id("lead_"), "Untitled"
+    contact_id: str | None = data.get("contact_id")
+    user_id: str = data.get("user_id") or USER_ID
+    date_won = data.get("date_won")
+    if now is None:
+        now = _dt.datetime.now(_UTC).isoformat(timespec="microseconds")
     opportunity: dict[str, Any] = {
         "id": random_id("oppo_"),
         "organization_id": organization_id,
@@ -125,26 +188,21 @@ def build_opportunity(data: dict[str, Any], organization_id: str) -> dict[str, A
         "status_type": "active",
         "pipeline_id": PIPELINE_ID,
         "pipeline_name": PIPELINE_NAME,
-        "value": value,
-        "value_period": period,
+        "value": data.get("value"),
+        "value_period": data.get("value_period") or "one_time",
         "value_currency": "USD",
-        "value_formatted": format_value(value, period),
-        "confidence": confidence,
-        "expected_value": expected,
-        "annualized_value": annualized,
-        "annualized_expected_value": annualized_expected,
+        "value_formatted": "",
+        "confidence": data.get("confidence") or 0,
+        "expected_value": None,
+        "annualized_value": None,
+        "annualized_expected_value": None,
         "note": data.get("note") or "",
         "contact_id": contact_id,
         "contact_name": None if contact_id is None else "Sample Contact",
         "user_id": user_id,
         "user_name": USER_NAME,
-        "created_by": USER_ID,
-        "created_by_name": USER_NAME,
-        "updated_by": USER_ID,
-        "updated_by_name": USER_NAME,
-        "date_created": now,
-        "date_updated": now,
-        "date_won": None if date_won is None else _parse_date(date_won),
+        **authored(now),
+        "date_won": None if date_won is None else parse_date(date_won),
         "date_lost": None,
         "integration_links": [],
         "attachments": [],
@@ -153,7 +211,6 @@ def build_opportunity(data: dict[str, Any], organization_id: str) -> dict[str, A
         "suggested_action": None,
         "comment_summary": None,
     }
-    for key, item in data.items():
-        if key.startswith("custom.cf_") and not _is_empty(item):
-            opportunity[key] = item
+    opportunity.update(custom_fields(data))
+    derive_values(opportunity)
     return opportunity

@@ -1,10 +1,11 @@
-"""An in-process fake of Close's ``POST /api/v1/opportunity/`` for tests and benchmarks.
+"""An in-process fake of Close's API (opportunities, leads) for tests and benchmarks.
 
 ``FakeCloseServer`` is a small aiohttp.web app bound to ``127.0.0.1`` on a random free
 port. It authenticates like Close (HTTP Basic with the API key as username, or Bearer),
-validates the payload and answers with a full Opportunity (status **200**), rate-limits per
-API key in fixed windows using one of several header/body *dialects*, and can be scripted
-to fail (5xx, 429, dropped connections, hangs). It is meant for **your own tests** too::
+creates, reads, updates, deletes and lists opportunities and creates leads with Close's
+shapes, rate-limits per API key and endpoint group in one of several header/body *dialects*,
+lags its list behind writes, and can be scripted to fail (5xx, 429, dropped connections,
+hangs, late creates), one by one or at random rates. It is meant for **your own tests** too::
 
     import pytest
     from close_async.testing import FakeCloseServer
@@ -18,33 +19,34 @@ to fail (5xx, 429, dropped connections, hangs). It is meant for **your own tests
         ...  # point your client at close_server.base_url, any non-empty API key works
         assert len(close_server.created) == 1
 
-Behaviour notes:
+Behaviour notes (each helper module's docstring has the details):
 
 * ``lead_id="lead_missing"`` (``LEAD_MISSING``) answers Close's real 400 shape
   ``{"errors": [], "field-errors": {"lead": "Object does not exist."}}``.
-* Rate limits: ``rate_limit=L, window=W, dialect=D`` limits each API key/token to ``L``
-  requests per fixed window aligned to the server start (window index
-  ``floor((loop.time() - t0) / W)``). ``rate_limit=RateLimitModel(...)`` picks any other
-  model Close has shown: whole-second ``reset``, ``Retry-After`` on 429s, headers only on
-  429s, a hidden stricter limit (429 while ``remaining > 0``), sliding window, token bucket,
-  a limit that changes mid-run, one organisation limit shared by every key; see
-  ``RateLimitModel`` and its ``preset(name, limit=..., window=...)`` (``PRESETS``).
-  Requests answered 429 by the limiter do **not** consume anything (like Close). Every
-  authenticated request that passes the limiter consumes one slot, whatever its outcome
-  (200, 400, scripted fault). 401 answers show the presented key's state without consuming
-  it. ``rate_limit=None`` means unlimited and no rate-limit headers at all.
-* Dialects (``DIALECTS``): ``modern`` (``RateLimit: limit=L, remaining=R, reset=S``),
-  ``semicolon`` (same with ``;``), ``legacy_nested`` / ``legacy_flat`` (``X-Rate-Limit-*``
-  headers, Close's two historical 429 JSON bodies), ``html`` (ingress-style HTML 429 with
-  only ``Retry-After``; other answers carry ``RateLimit``) and ``none`` (no headers; empty 429).
+* Rate limits (``_fake.limits``): ``rate_limit=L, window=W, dialect=D`` limits each
+  API key/token to ``L`` requests per fixed window aligned to the server start;
+  ``rate_limit=RateLimitModel(...)`` (or ``RateLimitModel.preset(...)``, ``PRESETS``) picks
+  any other model Close has shown. A 429 from the limiter consumes nothing; every other
+  authenticated request consumes one slot of its group (``"POST opportunity"``, ``"GET
+  opportunity"``, ...), whatever its outcome; a 401 shows the key's state without consuming
+  it. ``rate_limit=None``: unlimited, no rate-limit headers. Dialects: ``DIALECTS``.
 * Faults (``FAULTS``) queued by ``fail_next`` are consumed FIFO, one
   per create request that passes auth and the limiter, before the body is validated:
   ``500``/``502``/``503``/``504``/``429``/``drop_before_create`` answer without creating;
   ``500_after_create``/``drop``/``hang`` create first (a 400 body still answers 400).
-  ``hang`` answers 200 after ``hang_seconds``, or is dropped by ``close``.
+  ``hang`` answers 200 after ``hang_seconds``, or is dropped by ``close``; ``late_create``
+  holds the request ``late_seconds`` *before* creating (then answers 200), so the create lands
+  after the client timed out; held at ``close``, it is dropped and never created.
   A scripted ``429`` shows ``remaining=0`` (``limit=0`` when unlimited). Dropped requests
-  are logged with ``status=None``. Other paths answer 404 (405 for non-POST on the
-  opportunity path), are logged, and skip auth, limiter and faults.
+  are logged with ``status=None``. Other paths answer 404 (405 for a method an endpoint
+  does not serve), are logged, and skip auth, limiter and faults. ``faults=FaultPlan(...)``
+  draws faults at random, seeded (``_fake.faults``).
+* Reads and writes (``_fake.routes``): ``GET``/``PUT``/``DELETE /opportunity/{id}/``,
+  the list ``GET /opportunity/`` (``max_limit``, ``max_skip``), ``POST /lead/``, ``GET
+  /lead/{id}/``. ``server.opportunities`` and ``server.leads`` hold the live objects
+  (``created`` stays the log of creates as answered). ``list_lag=S``: an opportunity is listed
+  only ``S`` seconds after its create, on ``clock`` (default ``loop.time``); reads by id see
+  it at once.
 * ``latency`` is slept before a request is processed, so rate-limit state is computed at
   answer time.
 """
@@ -52,74 +54,53 @@ Behaviour notes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
 from types import TracebackType
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
+from .answer import Answering
+from .faults import FaultDraw, FaultPlan
 from .http import (
     DIALECTS,
     FAULTS,
-    INVALID_JSON,
-    NOT_AN_OBJECT,
     OPPORTUNITY_PATH,
-    SERVER_ERROR,
-    UNAUTHORIZED,
     api_key_from_header,
-    decode,
     encode,
     json_response,
-    model_429,
-    model_headers,
-    server_fault,
-    too_many_requests,
 )
+from .lead import LEAD_STATUSES, STATUS_MISSING
 from .limits import (
     ALGORITHMS,
     PRESETS,
     Limiter,
     RateLimitModel,
-    Verdict,
 )
 from .opportunity import (
     DEFAULT_ORGANIZATION_ID,
     LEAD_MISSING,
-    build_opportunity,
-    validate_opportunity,
 )
+from .routes import ROUTES, Routes, known_path
+from .store import RequestRecord, Store
 
 __all__ = [
     "ALGORITHMS",
     "DIALECTS",
     "FAULTS",
     "FakeCloseServer",
+    "FaultPlan",
     "LEAD_MISSING",
+    "LEAD_STATUSES",
     "PRESETS",
     "RateLimitModel",
     "RequestRecord",
+    "STATUS_MISSING",
 ]
 
 
-@dataclass(slots=True, eq=False)
-class RequestRecord:
-    """One request received by ``FakeCloseServer`` (appended on arrival)."""
-
-    method: str
-    path: str
-    api_key: str | None  # the presented key/token (even if rejected), None if absent
-    body: bytes
-    at: float  # loop.time() on arrival
-    headers: Mapping[str, str] = field(repr=False, default_factory=dict)
-    status: int | None = None  # None while in flight or when the connection was dropped
-    fault: str | None = None  # the scripted fault this request consumed, if any
-
-
-class FakeCloseServer:
+class FakeCloseServer(Answering):
     """Fake Close API server; see the module docstring. Use as ``async with``."""
 
     def __init__(
@@ -133,11 +114,21 @@ class FakeCloseServer:
         organization_id: str = DEFAULT_ORGANIZATION_ID,
         hang_seconds: float = 3600.0,
         port: int = 0,
+        faults: FaultPlan | None = None,
+        late_seconds: float = 60.0,
+        list_lag: float = 0.0,
+        max_limit: int = 100,
+        max_skip: int | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
-        if window <= 0 or latency < 0 or hang_seconds < 0:
-            raise ValueError("window must be > 0; latency and hang_seconds must be >= 0")
+        if window <= 0 or min(latency, hang_seconds, late_seconds, list_lag) < 0:
+            raise ValueError(
+                "window must be > 0; latency, hang_seconds, late_seconds, list_lag must be >= 0"
+            )
+        if max_limit < 1 or (max_skip is not None and max_skip < 0):
+            raise ValueError("max_limit must be >= 1 and max_skip >= 0 (or None)")
         if isinstance(rate_limit, RateLimitModel):
             if (window, dialect) != (1.0, "modern"):
                 raise ValueError("window and dialect belong in the RateLimitModel")
@@ -153,7 +144,12 @@ class FakeCloseServer:
         self._latency = latency
         self._organization_id = organization_id
         self._hang_seconds = hang_seconds
+        self._late_seconds = late_seconds
         self._port = port
+        self._plan = faults
+        self._draw = None if faults is None else FaultDraw(faults)
+        self._store = Store(organization_id, list_lag, clock or _loop_time)
+        self._routes = Routes(self._store, max_limit=max_limit, max_skip=max_skip)
         self.created: list[dict[str, Any]] = []
         self.requests: list[RequestRecord] = []
         self._faults: deque[str] = deque()
@@ -185,6 +181,16 @@ class FakeCloseServer:
         return self._t0
 
     @property
+    def opportunities(self) -> dict[str, dict[str, Any]]:
+        """The live opportunities, id -> the object as ``GET`` answers it (deletes removed)."""
+        return self._store.opportunities
+
+    @property
+    def leads(self) -> dict[str, dict[str, Any]]:
+        """The leads created by ``POST /lead/`` or for a create without ``lead_id``."""
+        return self._store.leads
+
+    @property
     def count_429(self) -> int:
         """How many requests were answered 429 (by the limiter or a scripted fault)."""
         return sum(1 for record in self.requests if record.status == 429)
@@ -198,14 +204,16 @@ class FakeCloseServer:
         self._faults.extend([fault] * times)
 
     def reset(self) -> None:
-        """Forget created opportunities, logged requests, queued faults and rate-limit state.
+        """Forget created objects, logged requests, queued faults and rate-limit state.
 
         On a started server the rate-limit clock restarts too: windows and ``schedule``
-        count from now, as on a fresh server.
+        count from now, as on a fresh server; a ``FaultPlan``'s draws start over.
         """
         self.created.clear()
         self.requests.clear()
         self._faults.clear()
+        self._store.clear()
+        self._draw = None if self._plan is None else FaultDraw(self._plan)
         if self._limiter is not None:
             self._limiter.clear()
         if self._loop is not None:  # from any thread: loop.time() is only a clock read
@@ -217,6 +225,8 @@ class FakeCloseServer:
             raise RuntimeError("FakeCloseServer is already started")
         app = web.Application()
         app.router.add_post(OPPORTUNITY_PATH, self._handle)
+        for method, path in ROUTES:
+            app.router.add_route(method, path, self._handle)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
@@ -277,7 +287,7 @@ class FakeCloseServer:
 
     async def _not_found(self, request: web.Request) -> web.Response:
         record = await self._record(request)
-        if request.path == OPPORTUNITY_PATH:
+        if known_path(request.path):
             record.status = 405
             return json_response(405, encode({"error": "Method Not Allowed"}), {})
         record.status = 404
@@ -291,7 +301,7 @@ class FakeCloseServer:
         try:
             if self._latency:
                 await asyncio.sleep(self._latency)
-            response = await self._process(record)
+            response = await self._process(record, request)
         finally:
             self._inflight.discard(task)
         if response is None:  # drop the connection without answering
@@ -301,56 +311,6 @@ class FakeCloseServer:
         record.status = response.status
         return response
 
-    def _check(self, key: str, *, consume: bool = True) -> Verdict:
-        assert self._limiter is not None
-        now = asyncio.get_running_loop().time() - self._t0
-        return self._limiter.check(key, now, consume=consume)
 
-    async def _process(self, record: RequestRecord) -> web.Response | None:
-        """Answer a create request; None means: drop the connection."""
-        key = record.api_key
-        headers: dict[str, str] = {}
-        if key is None or (self._api_keys is not None and key not in self._api_keys):
-            if self._limiter is not None:
-                headers = model_headers(
-                    self.rate_limit_model, self._check(key or "", consume=False)
-                )
-            return json_response(401, UNAUTHORIZED, headers)
-        if self._limiter is not None:
-            verdict = self._check(key)
-            if not verdict.admitted:  # remaining > 0 here means a hidden limit
-                return model_429(self.rate_limit_model, verdict)
-            headers = model_headers(self.rate_limit_model, verdict)
-        fault = record.fault = self._faults.popleft() if self._faults else None
-        if fault == "429":
-            if self._limiter is None:
-                return too_many_requests("modern", 0, 1.0, 1.0)
-            return model_429(
-                self.rate_limit_model, self._check(key, consume=False)._replace(remaining=0)
-            )
-        if fault == "drop_before_create":
-            return None
-        if fault in ("500", "502", "503", "504"):
-            return server_fault(fault, headers)
-        try:
-            data = decode(record.body)
-        except msgspec.DecodeError:
-            return json_response(400, INVALID_JSON, headers)
-        if not isinstance(data, dict):
-            return json_response(400, NOT_AN_OBJECT, headers)
-        errors = validate_opportunity(data)
-        if errors:
-            return json_response(400, encode({"errors": [], "field-errors": errors}), headers)
-        opportunity = build_opportunity(data, self._organization_id)
-        self.created.append(opportunity)
-        if fault == "500_after_create":
-            return json_response(500, SERVER_ERROR, headers)
-        if fault == "drop":
-            return None
-        if fault == "hang":
-            assert self._closing is not None
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self._hang_seconds)
-            if self._closing.is_set():
-                return None
-        return json_response(200, encode(opportunity), headers)
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()

@@ -58,7 +58,44 @@ if TYPE_CHECKING:
     help="Answer the next create with FAULT (500, 504, 429, drop, 500_after_create, hang, ... "
     "see close_async.testing.FAULTS); repeatable, played in order.",
 )
-def fake_server(faults: tuple[str, ...], **options: Any) -> None:
+@click.option(
+    "--list-lag",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Seconds before a new opportunity shows in the list (reads by id see it at once).",
+)
+@click.option(
+    "--max-skip",
+    type=click.IntRange(0),
+    help="The largest _skip the list accepts; beyond, 400 as Close (default: no cap).",
+)
+@click.option(
+    "--late-seconds",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="How long a late_create fault holds a create before it makes it.",
+)
+@click.option(
+    "--fault-rate",
+    "rates",
+    multiple=True,
+    metavar="NAME=RATE",
+    help="A random create fault and its rate (0-1): drop_after_create, drop_before_create, "
+    "error_after_create, error_before_create, create_after_timeout (close_async.testing."
+    "FaultPlan); repeatable.",
+)
+@click.option(
+    "--fault-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="The seed of the --fault-rate draws.",
+)
+def fake_server(
+    faults: tuple[str, ...], rates: tuple[str, ...], fault_seed: int, **options: Any
+) -> None:
     """Serve FakeCloseServer on 127.0.0.1 until stopped (Ctrl-C or SIGTERM; exit 0).
 
     The first line of stdout is its base URL; any API key works.
@@ -74,7 +111,27 @@ def fake_server(faults: tuple[str, ...], **options: Any) -> None:
     # turned into KeyboardInterrupt and both end the command quietly with exit 0.
     signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
-        _run(faults, options)
+        _run(faults, _with_plan(rates, fault_seed, options))
+
+
+def _with_plan(rates: tuple[str, ...], seed: int, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``faults=FaultPlan(...)`` built from ``--fault-rate NAME=RATE``."""
+    if not rates:
+        return options
+    from ..testing import FaultPlan
+
+    plan: dict[str, float] = {}
+    for item in rates:
+        name, _, rate = item.partition("=")
+        try:
+            plan[name] = float(rate)
+        except ValueError:
+            message = f"{item!r} is not NAME=RATE"
+            raise click.BadParameter(message, param_hint="--fault-rate") from None
+    try:
+        return {**options, "faults": FaultPlan(**plan, seed=seed)}
+    except (TypeError, ValueError) as exc:  # an unknown name, a rate out of range
+        raise click.BadParameter(str(exc), param_hint="--fault-rate") from None
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -95,6 +152,12 @@ def _run(faults: tuple[str, ...], options: dict[str, Any]) -> None:
     limit = options["rate_limit"]
     pace = f"{limit} requests per {options['window']:g} s per API key" if limit else "no limit"
     scripted = f"; next creates fail with {', '.join(faults)}" if faults else ""
+    plan = options.get("faults")
+    if plan is not None:
+        rates = ", ".join(f"{name} {rate:g}" for name, rate in plan.rates() if rate)
+        scripted += f"; random create faults: {rates} (seed {plan.seed})"
+    if options["list_lag"]:
+        scripted += f"; the list lags {options['list_lag']:g} s"
     asyncio.run(_serve(server, f"FakeCloseServer: {pace}{scripted}; any API key works"))
 
 

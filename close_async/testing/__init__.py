@@ -17,8 +17,11 @@ from .._fake.server import (
     DIALECTS,
     FAULTS,
     LEAD_MISSING,
+    LEAD_STATUSES,
     PRESETS,
+    STATUS_MISSING,
     FakeCloseServer,
+    FaultPlan,
     RateLimitModel,
     RequestRecord,
 )
@@ -28,8 +31,11 @@ __all__ = [
     "DIALECTS",
     "FAULTS",
     "FakeCloseServer",
+    "FaultPlan",
     "LEAD_MISSING",
+    "LEAD_STATUSES",
     "PRESETS",
     "RateLimitModel",
     "RequestRecord",
+    "STATUS_MISSING",
 ]

@@ -426,9 +426,11 @@ async def test_invalid_json(
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [
-        pytest.param("GET", "opportunity/", 405, id="get_opportunity"),
+        pytest.param("PATCH", "opportunity/", 405, id="patch_opportunities"),
+        pytest.param("POST", "opportunity/oppo_1/", 405, id="post_opportunity_by_id"),
+        pytest.param("DELETE", "lead/lead_1/", 405, id="delete_lead"),
         pytest.param("POST", "opportunity", 404, id="no_trailing_slash"),
-        pytest.param("POST", "lead/", 404, id="other_path"),
+        pytest.param("POST", "activity/", 404, id="other_path"),
     ],
 )
 async def test_other_routes(
@@ -735,6 +737,7 @@ def test_fault_names() -> None:
         "drop_before_create",
         "hang",
         "429",
+        "late_create",
     }
     assert set(DIALECTS) == {"modern", "semicolon", "legacy_nested", "legacy_flat", "html", "none"}
 
@@ -750,10 +753,14 @@ def test_fault_names() -> None:
         pytest.param({"window": 0}, id="window"),
         pytest.param({"latency": -1}, id="latency"),
         pytest.param({"hang_seconds": -1}, id="hang_seconds"),
+        pytest.param({"late_seconds": -1}, id="late_seconds"),
+        pytest.param({"list_lag": -0.5}, id="list_lag"),
+        pytest.param({"max_limit": 0}, id="max_limit"),
+        pytest.param({"max_skip": -1}, id="max_skip"),
     ],
 )
 def test_constructor_rejects(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=r"dialect|rate_limit|window"):
+    with pytest.raises(ValueError, match=r"dialect|rate_limit|window|max_limit"):
         FakeCloseServer(**kwargs)
 
 

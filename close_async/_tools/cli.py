@@ -194,6 +194,21 @@ def create(ctx: click.Context, /, custom: tuple[str, ...], new_lead: bool, **fie
     help="Creates in flight at once; the server's rate limit still applies.",
 )
 @click.option("--retry-unknown", is_flag=True, help="Re-send rows whose outcome is unknown.")
+@click.option(
+    "--reconcile",
+    is_flag=True,
+    help="Look up rows whose outcome is unknown: found ones are recorded as created, absent"
+    " ones are sent again once (see docs/reconcile.md).",
+)
+@click.option(
+    "--settle",
+    type=click.FloatRange(0),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --reconcile: how long after a row was sent Close's list can be trusted to show"
+    " it (it lags writes by 30-60 s).",
+)
 @click.option("--dry-run", is_flag=True, help="Validate every row; send nothing.")
 @click.option(
     "--output",
@@ -232,6 +247,8 @@ def import_(
     output: Path | None,
     fsync: bool,
     encoding: str | None,
+    reconcile: bool,
+    settle: float,
 ) -> None:
     """Create one opportunity per row of FILE (.csv, or JSON Lines otherwise; - reads
     standard input: JSON Lines if it starts with {, CSV otherwise).
@@ -256,6 +273,7 @@ def import_(
             _import(
                 client, path, journal, concurrency, retry_unknown, dry_run, output, fsync,
                 encoding, name="standard input" if str(file) == "-" else str(file),
+                reconcile=reconcile, settle=settle,
             )
         )  # fmt: skip
     sys.exit(code)
@@ -310,6 +328,8 @@ async def _import(
     encoding: str | None,
     *,
     name: str,
+    reconcile: bool = False,
+    settle: float = 120.0,
 ) -> int:
     from .._exceptions import InvalidInputError
     from .importer import EXIT_JOURNAL, Stop, run_import, stop_report
@@ -340,7 +360,7 @@ async def _import(
                         summary = await run_import(
                             client, file, journal=journal, concurrency=concurrency,
                             retry_unknown=retry_unknown, output=output, progress=progress,
-                            encoding=encoding, stop=stop,
+                            encoding=encoding, stop=stop, reconcile=reconcile, settle=settle,
                         )  # fmt: skip
                 else:
                     summary = await run_import(
@@ -422,6 +442,13 @@ def print_summary(
             f"created, {len(summary.failed)} failed, {len(summary.unknown)} unknown "
             f"({summary.seconds:.1f} s, {rate:.0f} created/s)"
         )
+        if summary.settled:
+            echo(
+                f"reconcile: {summary.reconciled} unknown rows found created, {summary.resent}"
+                " found absent and sent again:"
+            )
+        for line, what in summary.settled:
+            echo(f"  line {line}: {what}")
     for line, reason in sorted(summary.failed):
         echo(f"  line {line}: failed: {reason}")
     if summary.unknown:
@@ -436,6 +463,7 @@ def print_summary(
             f"Check them in Close, or re-run with{again} --retry-unknown to send them again.",
             err=err,
         )
+        click.echo(f"Or re-run with{again} --reconcile to look them up in Close first.", err=err)
 
 
 @main.command()

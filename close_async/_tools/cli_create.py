@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .._constants import CUSTOM_PREFIX
+from .._constants import CUSTOM_PREFIX, VALUE_PERIODS
 from .cli_common import click, connection_options, make_client
 
 
@@ -31,7 +31,7 @@ def _custom(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--value", type=int, help="The value in cents: 500000 is $5,000.00.")
 @click.option(
     "--value-period",
-    type=click.Choice(["one_time", "monthly", "annual"]),
+    type=click.Choice(VALUE_PERIODS),
     help="How often the value is paid.",
 )
 @click.option("--confidence", type=click.IntRange(0, 100), help="0 to 100.")

@@ -41,6 +41,8 @@ class ImportOptions:
     encoding: str | None = None
     wait: bool = False
     wait_timeout: float | None = None
+    reconcile: bool = False
+    settle: float = 120.0
     name: str = ""  # the input as the user named it ("standard input" for -)
 
     @property
@@ -68,6 +70,21 @@ class ImportOptions:
     help="Creates in flight at once; the server's rate limit still applies.",
 )
 @click.option("--retry-unknown", is_flag=True, help="Re-send rows whose outcome is unknown.")
+@click.option(
+    "--reconcile",
+    is_flag=True,
+    help="Look up rows whose outcome is unknown: found ones are recorded as created, absent"
+    " ones are sent again once (see docs/reconcile.md).",
+)
+@click.option(
+    "--settle",
+    type=click.FloatRange(0),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --reconcile: how long after a row was sent Close's list can be trusted to show"
+    " it (it lags writes by 30-60 s).",
+)
 @click.option("--dry-run", is_flag=True, help="Validate every row; send nothing.")
 @click.option(
     "--output",
@@ -203,7 +220,8 @@ async def _import(client: AsyncCloseClient | None, file: Path, opts: ImportOptio
                         summary = await run_import(
                             client, file, journal=journal, concurrency=opts.concurrency,
                             retry_unknown=opts.retry_unknown, output=output, progress=progress,
-                            encoding=opts.encoding, stop=stop,
+                            encoding=opts.encoding, stop=stop, reconcile=opts.reconcile,
+                            settle=opts.settle,
                         )  # fmt: skip
                 else:
                     summary = await run_import(

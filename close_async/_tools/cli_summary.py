@@ -59,6 +59,13 @@ def print_summary(
             f"created, {len(summary.failed)} failed, {len(summary.unknown)} unknown "
             f"({summary.seconds:.1f} s, {rate:.0f} created/s)"
         )
+        if summary.settled:
+            echo(
+                f"reconcile: {summary.reconciled} unknown rows found created, {summary.resent}"
+                " found absent and sent again:"
+            )
+        for line, what in summary.settled:
+            echo(f"  line {line}: {what}")
     for line, reason in sorted(summary.failed):
         echo(f"  line {line}: failed: {reason}")
     if summary.unknown:
@@ -73,3 +80,4 @@ def print_summary(
             f"Check them in Close, or re-run with{again} --retry-unknown to send them again.",
             err=err,
         )
+        click.echo(f"Or re-run with{again} --reconcile to look them up in Close first.", err=err)

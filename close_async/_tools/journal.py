@@ -3,11 +3,12 @@
 The first line is a header naming the input (``{"journal": 1, "input": "/abs/deals.csv"}``); then
 one record per line, written to the OS as it happens, so a killed import loses nothing recorded:
 
-- ``{"row": 12, "state": "sending", "digest": "..."}``: the request for line 12 may leave now.
+- ``{"row": 12, "state": "sending", "digest": "...", "sent_at": "2026-...+00:00"}``: the request
+  for line 12 may leave now (``sent_at``: when, for ``--reconcile``; older journals lack it).
 - ``{"row": 12, "state": "waiting"}``: that attempt never left, or got a 429: nothing created.
 - ``{"row": 12, "state": "created", "id": "oppo_..."}``
 - ``{"row": 12, "state": "failed", "error": "..."}``: certainly not created (safe to send again).
-- ``{"row": 12, "state": "unknown", "error": "..."}``: may have been created.
+- ``{"row": 12, "state": "unknown", "error": "...", "sent_at": "..."}``: may have been created.
 - ``{"row": 12, "state": "invalid", "error": "..."}``: the row itself is bad; nothing was sent.
 
 On a re-run the last record of each row decides: ``created`` rows are skipped; ``sending`` (the
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import errno
 import os
 import socket
@@ -77,6 +79,12 @@ class _Record(msgspec.Struct):
     state: str
     digest: str | None = None
     error: str | None = None
+    sent_at: str | None = None
+
+
+class _Created(msgspec.Struct):
+    state: str
+    id: str | None = None
 
 
 class _Header(msgspec.Struct):
@@ -86,6 +94,7 @@ class _Header(msgspec.Struct):
 
 # Typed, so resuming a 200,000-row journal builds no dict per line.
 _decoder = msgspec.json.Decoder(_Record)
+_created_decoder = msgspec.json.Decoder(_Created)
 _header_decoder = msgspec.json.Decoder(_Header)
 
 
@@ -123,6 +132,7 @@ class Journal:
         self.digests = array("Q")  # line -> 64-bit row digest (0: none)
         self.last = array("I")  # line -> ordinal of its last record
         self.errors: dict[int, str] = {}  # line -> error, for rows last "unknown" only (few)
+        self.sent_ats: dict[int, str] = {}  # line -> first sent_at, rows in flight or unknown
         self.broken: OSError | None = None  # a write failed: nothing more can be recorded
         self.full: OSError | None = None  # the disk filled; the reserve took what was in flight
         self._lock_fd = _lock(self.path)
@@ -164,16 +174,28 @@ class Journal:
                         with contextlib.suppress(msgspec.DecodeError):
                             self.input = _header_decoder.decode(line).input
                     continue  # the header, or a line cut short by a kill: no row state
-                self._note(record.row, record.state, record.digest, record.error)
+                self._note(record.row, record.state, record.digest, record.error, record.sent_at)
         return bool(line) and not line.endswith(b"\n")
 
-    def _note(self, row: int, state: str, digest: str | None, error: str | None = None) -> None:
+    def _note(
+        self,
+        row: int,
+        state: str,
+        digest: str | None,
+        error: str | None = None,
+        sent_at: str | None = None,
+    ) -> None:
         if row < 1 or row >= 2**31:
             return
         if state == "unknown" and error:
             self.errors[row] = error
         elif self.errors:  # almost always empty
             self.errors.pop(row, None)
+        if state in UNKNOWN_STATES:  # the earliest attempt that may have created it
+            if sent_at and row not in self.sent_ats:
+                self.sent_ats[row] = sent_at
+        elif self.sent_ats:
+            self.sent_ats.pop(row, None)
         if row >= len(self.states):
             grow = row + 1 - len(self.states) + len(self.states) // 2
             self.states.extend(bytes(grow))
@@ -197,6 +219,27 @@ class Journal:
         """The digest recorded for line ``row`` as an int (0 when none)."""
         return self.digests[row] if 0 < row < len(self.digests) else 0
 
+    def sent_at(self, row: int) -> dt.datetime | None:
+        """When the request of line ``row``, in flight or unknown, first left (None: unknown)."""
+        text = self.sent_ats.get(row)
+        try:
+            moment = dt.datetime.fromisoformat(text) if text else None
+        except ValueError:
+            return None
+        return moment if moment is not None and moment.tzinfo is not None else None
+
+    def created_ids(self) -> set[str]:
+        """Every opportunity id the journal records as created (read from the file: only
+        ``--reconcile`` needs them, so that no row is matched to another row's opportunity)."""
+        ids: set[str] = set()
+        with self.path.open("rb") as f:
+            for line in f:
+                with contextlib.suppress(msgspec.DecodeError):
+                    record = _created_decoder.decode(line)
+                    if record.state == DONE and record.id:
+                        ids.add(record.id)
+        return ids
+
     def recorded_rows(self) -> int:
         return sum(1 for code in self.states if code)
 
@@ -207,7 +250,7 @@ class Journal:
         if problem is not None:
             raise JournalWriteError(f"cannot write the journal {self.path}: {problem}")
         self._write(_encoder.encode({"row": row, "state": state, **fields}) + b"\n")
-        self._note(row, state, fields.get("digest"), fields.get("error"))
+        self._note(row, state, fields.get("digest"), fields.get("error"), fields.get("sent_at"))
         if self._syncer is not None:
             self._written += 1
             self._dirty.set()

@@ -8,28 +8,55 @@ the field and the value.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping
-from typing import Any, Literal, Union
+from typing import Any, TypedDict, Union
 
 import msgspec
 
 from ..._constants import CUSTOM_PREFIX as _PREFIX
+from ..._constants import VALUE_PERIODS as VALUE_PERIODS  # re-exported: the request enum
+from ..._constants import ValuePeriod as ValuePeriod
 from ..._exceptions import InvalidInputError
 from ..base import CloseModel
+from ..checks import CHECKED as _CHECKED
+from ..checks import check_json_value
 
 UNSET = msgspec.UNSET
-
-#: The request enum (closed: anything else is rejected before sending).
-ValuePeriod = Literal["one_time", "monthly", "annual"]
 
 
 class AttachmentIn(CloseModel, kw_only=True):
     """An attachment to add on create: a file already uploaded to Close's files API."""
 
     url: str
+    """The file's URL, as Close's files API returned it on upload."""
     filename: str
+    """The name shown for the file."""
     content_type: str = ""
+    """Its MIME type, e.g. ``application/pdf`` (may be left empty)."""
+
+
+class CreateOpportunityFields(TypedDict, total=False):
+    """The fields of ``CreateOpportunity`` as keyword arguments: what ``create(**fields)`` takes.
+
+    One list for every signature that takes the fields as keywords (``Unpack``), so that mypy
+    names a wrongly typed one; ``tests/resources/opportunities/test_fields.py`` keeps its keys
+    and types equal to ``CreateOpportunity``'s fields (less ``UNSET``, which means "not given").
+    """
+
+    lead_id: str | None
+    status_id: str | None
+    value: int | None
+    value_period: ValuePeriod | None
+    confidence: int | None
+    note: str | None
+    contact_id: str | None
+    user_id: str | None
+    created_by: str | None
+    date_won: dt.datetime | dt.date | None
+    date_created: dt.datetime | dt.date | None
+    attachments: list[AttachmentIn] | None
+    custom_fields: dict[str, Any] | None
+    custom: dict[str, Any]
 
 
 class CreateOpportunity(CloseModel, kw_only=True):
@@ -40,26 +67,39 @@ class CreateOpportunity(CloseModel, kw_only=True):
     """
 
     lead_id: str | msgspec.UnsetType | None = UNSET
+    """The lead to add it to (``lead_...``). Left out, Close creates an "Untitled" lead."""
     status_id: str | msgspec.UnsetType | None = UNSET
+    """Its status (``stat_...``). Left out, Close uses the organization's first status."""
     value: int | msgspec.UnsetType | None = UNSET
+    """The value, an integer in cents: ``500000`` is $5,000.00."""
     value_period: ValuePeriod | msgspec.UnsetType | None = UNSET
+    """How often ``value`` is paid: ``one_time``, ``monthly`` or ``annual``."""
     confidence: int | msgspec.UnsetType | None = UNSET
+    """How likely it is to be won, in percent: 0 to 100."""
     note: str | msgspec.UnsetType | None = UNSET
+    """Free text shown on the opportunity."""
     contact_id: str | msgspec.UnsetType | None = UNSET
+    """A contact of the lead (``cont_...``)."""
     user_id: str | msgspec.UnsetType | None = UNSET
+    """The user who owns it (``user_...``). Left out: the API key's user."""
     created_by: str | msgspec.UnsetType | None = UNSET
+    """The user recorded as its creator (``user_...``), e.g. when importing history."""
     date_won: dt.datetime | dt.date | msgspec.UnsetType | None = UNSET
+    """When it was won: a ``datetime.date``, or a timezone-aware ``datetime``."""
     date_created: dt.datetime | dt.date | msgspec.UnsetType | None = UNSET
+    """When it was created, to backdate an import: a date or an aware datetime."""
     attachments: list[AttachmentIn] | msgspec.UnsetType | None = UNSET
-    #: Deprecated by Close in favour of ``custom.cf_...`` keys; kept because the schema has it.
+    """Files already uploaded to Close's files API, to attach to it."""
     custom_fields: dict[str, Any] | msgspec.UnsetType | None = UNSET
+    """Deprecated by Close in favour of ``custom``; kept because the schema has it."""
     custom: dict[str, Any] = {}
+    """Custom field values by field id (``{"cf_...": value}``), sent as flat
+    ``"custom.cf_..."`` keys; a list (a multi-value field) replaces the old value whole."""
 
     def __post_init__(self) -> None:
         validate_create(self)
 
 
-VALUE_PERIODS = ("one_time", "monthly", "annual")
 _ID_FIELDS = ("lead_id", "status_id", "contact_id", "user_id", "created_by")
 _UNSET = msgspec.UNSET
 
@@ -104,39 +144,6 @@ def check_custom(custom: Any) -> None:
             raise InvalidInputError("custom", key, f"keys must be custom field ids 'cf_...'{hint}")
         if isinstance(value, _CHECKED):
             check_json_value(f"custom.{key}", value)
-
-
-# Values JSON would carry wrongly without an error: msgspec writes NaN and infinity as null
-# (which would clear the field), and a naive datetime without an offset (which Close reads as
-# UTC, silently shifting it). Scalars of other types cost one isinstance check.
-_CONTAINERS = (list, tuple, dict, set, frozenset)
-_CHECKED = (float, dt.datetime, *_CONTAINERS)
-_SCALARS = frozenset({str, int, bool, type(None)})  # nothing inside them to check
-
-
-def check_json_value(name: str, value: Any) -> None:
-    """Reject NaN, infinities and naive datetimes anywhere inside ``value``, naming ``name``."""
-    if value.__class__ is list:  # the usual: a multi-value field's ids or names, walked at once
-        for node in value:
-            if node.__class__ not in _SCALARS:
-                break
-        else:
-            return
-    stack = [value]
-    seen: set[int] = set()  # a container met twice (shared, or a cycle) is walked once
-    while stack:
-        node = stack.pop()
-        if isinstance(node, float):
-            if not math.isfinite(node):
-                raise InvalidInputError(
-                    name, node, "must be a finite number (JSON has no NaN or infinity)"
-                )
-        elif isinstance(node, dt.datetime):
-            if node.utcoffset() is None:
-                raise InvalidInputError(name, node, "must be timezone-aware")
-        elif isinstance(node, _CONTAINERS) and id(node) not in seen:
-            seen.add(id(node))
-            stack.extend(node.values() if isinstance(node, dict) else node)
 
 
 def _check_int(

@@ -35,6 +35,7 @@ import logging
 import math
 
 from ._adaptive import LearnedRate, too_long
+from ._pacer_resume import EarlyEnd, rounded_up
 from ._pacer_window import _MARGIN, WindowView
 from ._ratelimit import RateLimitInfo
 
@@ -60,6 +61,7 @@ class Window(WindowView):
         self._sent_at: dict[int, float] = {}
         self._seq = 0
         self._probe_at = 0.0  # when the last cold-start probe left
+        self._early: EarlyEnd | None = None  # a whole-second pause that may end early
         self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -98,6 +100,8 @@ class Window(WindowView):
                 self._discard(ticket)
                 self._sent_at.pop(ticket, None)
                 self.available += 1
+                if self._early is not None:  # a probe that never left: another may go
+                    self._early.lost(ticket, asyncio.get_running_loop().time())
             # A cancelled waiter still queued is skipped when _wake reaches it (O(1) now).
             self._wake()
             raise
@@ -126,6 +130,11 @@ class Window(WindowView):
         elif status is not None and 200 <= status < 300 and self.limit is None and not self.unpaced:
             self.unpaced = True
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
+        if self._early is not None and status != 429:
+            if status is None:
+                self._early.lost(ticket, now)
+            elif ticket == self._early.probe:
+                self._resume(self._early.admitted(sent))
         if status is not None and 200 <= status < 300:
             self.learned.succeeded()
             if (
@@ -150,8 +159,18 @@ class Window(WindowView):
             # The headers foresaw it if they are good and this is the first 429 since they were.
             foreseen = not self.unpaced and not (info and info.remaining)
             self._honest = self._honest and not (info and info.remaining)
-            wait = self.learned.refused(sent, now, wait, foreseen=foreseen)
+            early = self._early
+            if early is not None:  # a pause already probing for its early end: no new evidence
+                early.refused(ticket, sent, now, wait)
+                self.paused_until = max(now, early.next)
+                self._wake()
+                return
+            rounded = self.limit is None and rounded_up(pause) and wait <= self.max_wait
+            wait = self.learned.refused(sent, now, wait, foreseen=foreseen, defer=rounded)
             until = now + wait
+            if rounded:
+                self._early = early = EarlyEnd(sent, now, wait)
+                until = early.next
             if until > self.paused_until:
                 self.paused_until = until
                 logger.debug("%s: 429, pausing all requests for %.3fs", self.group, until - now)
@@ -173,6 +192,11 @@ class Window(WindowView):
         now = asyncio.get_running_loop().time()
         if now < self.paused_until:
             return False
+        if self._early is not None:  # a whole-second pause, ending early: one probe at a time
+            if now >= self._early.latest:
+                self._resume(self._early.latest)
+            elif self._early.probe is not None:
+                return False
         # The learned token last: the window's bookkeeping (a roll, the end of a spent window
         # with nothing in flight) must run whatever the bucket says. Checked first, a spent
         # window never learned when to end, _schedule() armed no timer, and the queue hung
@@ -192,8 +216,16 @@ class Window(WindowView):
         header = self._header_allows(now)
         return header and (self._trusts_rolls() or self._roll_probe or self._slot_at(now) == now)
 
+    def _resume(self, end: float) -> None:
+        """The pause of ``_early`` is over; the window ended at about ``end``."""
+        self._early = None
+        self.learned.resumed(end)
+        logger.debug("%s: the whole-second pause ended early, at about %.3f", self.group, end)
+
     def _grant(self) -> int:
         now = asyncio.get_running_loop().time()
+        if self._early is not None:
+            self._early.probe = self._seq + 1
         if self.limit is None and not self.unpaced:
             self._probe_at = now
         self.learned.sent(now)
@@ -228,6 +260,8 @@ class Window(WindowView):
         asked = True  # a wait the server asked for (a pause, a reset), not one of our own
         if self.paused_until > now:
             when: float | None = self.paused_until
+        elif self._early is not None and self._early.probe is not None:
+            when, asked = self._early.latest, False  # the probe's answer, or the latest end
         elif self.limit is None and not self.unpaced:
             when = self._probe_at + PROBE_PATIENCE if self._in_flight else None
             asked = False

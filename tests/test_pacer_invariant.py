@@ -46,7 +46,7 @@ async def test_a_spent_window_with_nothing_in_flight_and_no_token_still_wakes_it
         w = Window("g")
         await unpaced_burst(w, clock, ok=200, limited=100)  # a learned rate, then a pause
         assert w.learned.rate is not None
-        await clock.advance(1.1)
+        await clock.advance(1.6)
         probe = await w.acquire()  # headers appear: 10 per 1 s window
         w.release(probe, report(9, 1.0), status=200, pause=None)
         await clock.advance(1.0 + 2 * _pacer._MARGIN)  # the window rolls: 10 available

@@ -36,7 +36,7 @@ import math
 
 from ._adaptive import LearnedRate, too_long
 from ._pacer_resume import EarlyEnd, rounded_up
-from ._pacer_window import _MARGIN, WindowView
+from ._pacer_window import WindowView
 from ._ratelimit import RateLimitInfo
 
 logger = logging.getLogger("close_async")
@@ -120,13 +120,7 @@ class Window(WindowView):
         if reported:
             assert info is not None
             self.unpaced = False
-            self._learn(ticket, info, sent, now, admitted=status != 429)
-            if not self.fixed and self.limit:
-                self.slots.answered(now, self.limit, admitted=status != 429)
-                before = bisect.bisect_left(self._in_flight, ticket)
-                hold = self._window_len + _MARGIN
-                assert info.remaining is not None
-                self.slots.reported(now, hold, self.limit, info.remaining, before)
+            self._report(ticket, info, sent, now, admitted=status != 429)
         elif status is not None and 200 <= status < 300 and self.limit is None and not self.unpaced:
             self.unpaced = True
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
@@ -148,14 +142,7 @@ class Window(WindowView):
         if status == 429:
             wait = pause if pause is not None else info.reset if info is not None else None
             wait = _UNKNOWN_PAUSE if wait is None else wait
-            end = self.reset_at
-            if (
-                info
-                and info.whole_seconds
-                and end is not None
-                and now + wait - 1 <= end < now + wait
-            ):
-                wait = end - now  # a rounded-up reset: the reports knew this window's end closer
+            wait = self._known_end(info, now, wait)
             # The headers foresaw it if they are good and this is the first 429 since they were.
             foreseen = not self.unpaced and not (info and info.remaining)
             self._honest = self._honest and not (info and info.remaining)
@@ -174,19 +161,8 @@ class Window(WindowView):
             if until > self.paused_until:
                 self.paused_until = until
                 logger.debug("%s: 429, pausing all requests for %.3fs", self.group, until - now)
-            if self.limit is not None:
-                # The window is spent until then: roll no earlier.
-                self.available = 0
-                self.reset_at = max(self.reset_at or until, until)
-                self._end_lo = min(self._end_lo or until, until)
+            self._spent_until(until)
         self._wake()
-
-    def _slot_at(self, now: float) -> float | None:
-        """When a slot is free (``now`` if one is), None if only an answer can free one."""
-        assert self.limit is not None
-        hold = self._window_len + _MARGIN
-        others = not self.refills  # in a fixed window the reports' budget sees to them
-        return self.slots.free_at(now, hold, self.limit, in_flight=self.in_flight, others=others)
 
     def _can_send(self) -> bool:
         now = asyncio.get_running_loop().time()

@@ -68,6 +68,41 @@ class WindowView:
         self._roll_probe = False  # a roll not yet trusted lets one go whatever the slots say
         self._in_flight: list[int] = []  # send sequence numbers, ascending
 
+    def _report(
+        self, ticket: int, info: RateLimitInfo, sent: float, now: float, *, admitted: bool
+    ) -> None:
+        """A response's report: the window's end and budget, and the slots it shows held."""
+        self._learn(ticket, info, sent, now, admitted=admitted)
+        if not self.fixed and self.limit:
+            self.slots.answered(now, self.limit, admitted=admitted)
+            before = bisect.bisect_left(self._in_flight, ticket)
+            assert info.remaining is not None
+            hold = self._window_len + _MARGIN
+            self.slots.reported(now, hold, self.limit, info.remaining, before)
+
+    def _known_end(self, info: RateLimitInfo | None, now: float, wait: float) -> float:
+        """A 429's ``wait``, shorter if it is a rounded-up reset and the reports knew this
+        window's end closer."""
+        end = self.reset_at
+        if info and info.whole_seconds and end is not None and now + wait - 1 <= end < now + wait:
+            return end - now
+        return wait
+
+    def _spent_until(self, until: float) -> None:
+        """A 429: a known window is spent until ``until``, so it rolls no earlier."""
+        if self.limit is not None:
+            self.available = 0
+            self.reset_at = max(self.reset_at or until, until)
+            self._end_lo = min(self._end_lo or until, until)
+
+    def _slot_at(self, now: float) -> float | None:
+        """When a slot is free (``now`` if one is), None if only an answer can free one."""
+        assert self.limit is not None
+        hold = self._window_len + _MARGIN
+        others = not self.refills  # in a fixed window the reports' budget sees to them
+        in_flight = len(self._in_flight)
+        return self.slots.free_at(now, hold, self.limit, in_flight=in_flight, others=others)
+
     def _learn(
         self, ticket: int, info: RateLimitInfo, sent: float, now: float, *, admitted: bool
     ) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from close_async._pacer import _MARGIN, _UNKNOWN_PAUSE, PROBE_PATIENCE, Pacer, Window
+from close_async._pacer import _UNKNOWN_PAUSE, PROBE_PATIENCE, Pacer, Window
+from close_async._pacer_window import _MARGIN
 from close_async._ratelimit import RateLimitInfo
 
 from .conftest import T0, FakeClock

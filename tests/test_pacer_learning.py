@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from close_async._adaptive import BACKOFF, BURST_SECONDS, ZERO_WAIT_FLOOR, LearnedRate
 from close_async._exceptions import RateLimitError
-from close_async._pacer import _MARGIN, Window
+from close_async._pacer import Window
+from close_async._pacer_window import _MARGIN
 from close_async._ratelimit import RateLimitInfo
 
 from .conftest import T0, FakeClock

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from close_async._pacer import _MARGIN, Window
+from close_async._pacer import Window
+from close_async._pacer_window import _MARGIN
 
 from .conftest import T0, FakeClock
 from .test_pacer import admitted_at, cancel_all, granted, learned, queue_up, report

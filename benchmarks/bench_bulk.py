@@ -49,10 +49,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from payloads import load_average, machine_info, write_report
 
 from close_async import AsyncCloseClient, CreateOpportunity, Opportunity, decode_opportunity
-from close_async._codec import encode_create
 from close_async._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, USER_AGENT
-from close_async._fake_server_opportunity import build_opportunity
-from close_async._ratelimit import parse_rate_limit
+from close_async._fake.opportunity import build_opportunity
+from close_async._resources.opportunities.codec import encode_create
+from close_async._transport.ratelimit import parse_rate_limit
 from close_async.testing import FakeCloseServer
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bulk.json"
@@ -328,6 +328,11 @@ def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) ->
     )
 
 
+def _is_fake(path: Path) -> bool:
+    """A file of the fake server (``close_async/_fake/``, ``close_async/testing/``)."""
+    return bool({"_fake", "testing"} & set(path.parts))
+
+
 def print_profile(profiler: cProfile.Profile, n: int) -> None:
     """close_async's client code (not the fake server), by own time."""
     stats = pstats.Stats(profiler)
@@ -336,7 +341,7 @@ def print_profile(profiler: cProfile.Profile, n: int) -> None:
     rows = []
     for (filename, line, func), (_, calls, tottime, cumtime, _) in raw_stats.items():
         path = Path(filename)
-        if path.parent.name != "close_async" or path.name.startswith(("testing", "_fake_server")):
+        if "close_async" not in path.parts or _is_fake(path):
             continue
         rows.append((f"{path.name}:{line}({func})", calls, tottime, cumtime))
     print(f"\ncProfile of one close-async round ({n} creates; server included): {total:.2f} s CPU")
@@ -349,9 +354,8 @@ def print_profile(profiler: cProfile.Profile, n: int) -> None:
     by_package: dict[str, float] = {}
     for (filename, _, _), entry in raw_stats.items():
         path = Path(filename)
-        if path.parent.name == "close_async":
-            fake = path.name.startswith(("testing", "_fake_server"))
-            package = "close_async (fake server)" if fake else "close_async (client)"
+        if "close_async" in path.parts:
+            package = "close_async (fake server)" if _is_fake(path) else "close_async (client)"
         elif "site-packages" in path.parts:
             package = path.parts[path.parts.index("site-packages") + 1]
         elif filename.startswith("~") or filename.startswith("<"):

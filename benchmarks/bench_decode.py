@@ -38,7 +38,7 @@ from payloads import (
 )
 
 from close_async import Opportunity, decode_opportunity
-from close_async._codec import OpportunityDecoder
+from close_async._resources.opportunities.codec import OpportunityDecoder
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "decode.json"
 CEILING = "ceiling"

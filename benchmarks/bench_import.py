@@ -145,16 +145,16 @@ MODES = ("create_many", "csv", "jsonl", "csv-fsync", "jsonl-fsync")
 
 async def child(args: argparse.Namespace) -> dict[str, Any]:
     from close_async import AsyncCloseClient
-    from close_async._importer import read_rows, run_import
-    from close_async._journal import Journal
-    from close_async._preflight import check_input
+    from close_async._tools.importer import read_rows, run_import
+    from close_async._tools.journal import Journal
+    from close_async._tools.preflight import check_input
 
     mode, source = args.child, Path(args.file)
     client = AsyncCloseClient(API_KEY, base_url=args.base_url)
     before = rss_kib()
     async with client:
         if mode == "create_many":
-            from close_async._bulk import to_create
+            from close_async._resources.opportunities.requests import to_create
 
             items = [to_create(row.item) for row in read_rows(source) if row.item is not None]
             cpu_before, started = cpu_seconds(), time.perf_counter()
@@ -187,7 +187,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
 
 def write_jsonl(csv_path: Path, path: Path) -> None:
     """The same rows as JSON Lines, in Close's wire types."""
-    from close_async._importer import read_rows
+    from close_async._tools.importer import read_rows
 
     with path.open("w", encoding="utf-8") as f:
         for row in read_rows(csv_path):

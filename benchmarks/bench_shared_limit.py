@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from payloads import machine_info, write_report  # noqa: E402
 
 from close_async import AsyncCloseClient, CloseError, TokenBucket  # noqa: E402
-from close_async._redis import RedisTokenBucket  # noqa: E402
+from close_async._transport.redis import RedisTokenBucket  # noqa: E402
 from close_async.testing import FakeCloseServer  # noqa: E402
 
 API_KEY = "bench-key"

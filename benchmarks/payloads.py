@@ -2,7 +2,7 @@
 responses), machine info and writing a report as JSON.
 
 Self-contained on purpose (the benchmarks never import from ``tests/``); the full payload mirrors
-``full_opportunity()`` in ``tests/conftest.py`` field for field.
+``full_opportunity()`` in ``tests/support/payloads.py`` field for field.
 
 Three payloads, from the issue:
 

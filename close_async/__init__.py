@@ -19,7 +19,6 @@ from ._constants import __version__
 # import this package, and aiohttp alone takes 0.2-0.3 s to import.
 if TYPE_CHECKING:
     from ._client import AsyncCloseClient
-    from ._codec import decode_opportunity
     from ._exceptions import (
         APIConnectionError,
         APIStatusError,
@@ -35,9 +34,12 @@ if TYPE_CHECKING:
         RedirectError,
         ServerError,
     )
-    from ._limiter import Limiter, TokenBucket
-    from ._redis import RedisTokenBucket
-    from ._retry import RetryPolicy
+    from ._resources.leads import CreateLead, Lead
+    from ._resources.opportunities.codec import decode_opportunity
+    from ._resources.opportunities.resource import Opportunities
+    from ._transport.limiter import Limiter, TokenBucket
+    from ._transport.redis import RedisTokenBucket
+    from ._transport.retry import RetryPolicy
     from .models import (
         ActionItem,
         AdjustCloseDateDetails,
@@ -77,6 +79,7 @@ __all__ = [
     "CommentSummary",
     "ContactEmail",
     "ContactPhone",
+    "CreateLead",
     "CreateOpportunity",
     "DecodeError",
     "FollowUpCallDetails",
@@ -84,8 +87,10 @@ __all__ = [
     "FollowUpSMSDetails",
     "IntegrationLink",
     "InvalidInputError",
+    "Lead",
     "Limiter",
     "NotFoundError",
+    "Opportunities",
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",
@@ -103,7 +108,16 @@ __all__ = [
 ]
 
 # The modules that hold the names of __all__, imported by the first use of any of them.
-_MODULES = ("._client", "._codec", "._exceptions", "._limiter", "._redis", "._retry", ".models")
+_MODULES = (
+    "._client",
+    "._resources.leads",
+    "._resources.opportunities.codec",
+    "._exceptions",
+    "._transport.limiter",
+    "._transport.redis",
+    "._transport.retry",
+    ".models",
+)
 # Public submodules, bound as attributes on first use (``close_async.models.Opportunity``).
 _SUBMODULES = ("models", "testing")
 

@@ -1,6 +1,6 @@
 """``python -m close_async``: the ``close-async`` command."""
 
-from ._cli import main
+from ._tools.cli import main
 
 if __name__ == "__main__":
     main(prog_name="close-async")

@@ -1,38 +1,37 @@
-"""``AsyncCloseClient``: credentials, the aiohttp session, and the one request pipeline.
+"""``AsyncCloseClient``: credentials and options compose a transport, and resources attach to it.
 
-One attempt goes: connection slot -> user limiter -> header pacer -> HTTP -> classify. The retry
-policy wraps attempts; waits in the limiter, the pacer or between retries are outside the
-attempt's ``timeout``.
+The request pipeline is ``_transport.http.HTTPTransport``; each resource (``opportunities``)
+is given that transport, never the client (a resource sees only ``send()`` and ``redact()``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
-import dataclasses
-import functools
+import math
 import os
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import Any
 
 import aiohttp
+import msgspec
 
 from . import _constants as const
-from ._exceptions import CloseError, InvalidInputError
-from ._limiter import Limiter
-from ._opportunities import Opportunities
-from ._outcome import IDEMPOTENT_METHODS, KeepAlive, exchange, response_error
-from ._pacer import Pacer
-from ._ratelimit import RateLimitInfo, parse_rate_limit, retry_after
-from ._redact import redact_error
-from ._retry import RetryPolicy
-from ._slots import Slots
+from ._exceptions import MSGSPEC_DECODE_ERRORS, CloseError, DecodeError, InvalidInputError
+from ._resources.checks import check_json_value
+from ._resources.leads import Leads
+from ._resources.opportunities.resource import Opportunities
+from ._transport.base import Params, ParamValue
+from ._transport.http import HTTPTransport
+from ._transport.limiter import Limiter
+from ._transport.pacer import Pacer
+from ._transport.retry import RetryPolicy
 
-T = TypeVar("T")
-E = TypeVar("E", bound=CloseError)
+#: The methods ``request()`` sends; of these, GET, HEAD, PUT and DELETE are retried after an
+#: ambiguous failure (``_transport.outcome.IDEMPOTENT_METHODS``), POST and PATCH are not.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder()
 
 
 class AsyncCloseClient:
@@ -81,46 +80,40 @@ class AsyncCloseClient:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidInputError("base_url", base_url, "must be an http(s) URL")
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        """The API's base URL, ending in ``/``."""
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise InvalidInputError("timeout", timeout, "must be a number of seconds > 0")
         if isinstance(max_connections, bool) or not isinstance(max_connections, int):
             raise InvalidInputError("max_connections", max_connections, "must be an integer")
         if max_connections < 1:
             raise InvalidInputError("max_connections", max_connections, "must be >= 1")
-        self.timeout = float(timeout)
-        self.retry_policy = RetryPolicy(
-            max_retries=max_retries,
-            max_retry_wait=max_retry_wait,
-            deadline=deadline,
-            retry_unknown_outcome=retry_unknown_outcome,
+        self._transport = HTTPTransport(
+            authorization=self._authorization,
+            base_url=self.base_url,
+            timeout=float(timeout),
+            retry_policy=RetryPolicy(
+                max_retries=max_retries,
+                max_retry_wait=max_retry_wait,
+                deadline=deadline,
+                retry_unknown_outcome=retry_unknown_outcome,
+            ),
+            limiter=limiter,
+            pacer=Pacer(max_wait=max_retry_wait) if pace_from_headers else None,
+            max_connections=max_connections,
+            session=session,
         )
-        self.limiter = limiter
-        self.pacer = Pacer(max_wait=max_retry_wait) if pace_from_headers else None
-        self._max_connections = max_connections
-        self._slots = Slots(max_connections)
-        self._session = session
-        self._owns_session = session is None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
-        self._closer: AsyncGenerator[None, None] | None = None
-        self._keepalive = KeepAlive()
-        self._closed = False
-        self._wakers: set[asyncio.Future[None]] = set()  # see _unless_closed
-        self._headers = {
-            "Authorization": self._authorization,
-            "User-Agent": const.USER_AGENT,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
-        self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
-        self.opportunities = Opportunities(self)
+        self.opportunities = Opportunities(self._transport)
+        """The opportunity resource: ``create``, ``create_many``, ``stream_create``."""
+        self.leads = Leads(self._transport)
+        """The lead resource: ``create``."""
 
     def __repr__(self) -> str:
         kind = "oauth_token" if self._authorization.startswith("Bearer") else "api_key"
-        state = "closed" if self._closed else "open"
+        state = "closed" if self.closed else "open"
         return f"<AsyncCloseClient base_url={self.base_url!r} auth={kind}=*** {state}>"
 
     async def __aenter__(self) -> AsyncCloseClient:
-        self._check_open()
+        self._transport._check_open()
         return self
 
     async def __aexit__(
@@ -136,228 +129,117 @@ class AsyncCloseClient:
 
         Requests still waiting (for a connection slot, the limiter or the pacer) then fail with
         ``CloseError``; ``create_many`` still returns one result per item."""
-        self._closed = True
-        for waker in self._wakers:
-            if not waker.done():
-                waker.set_result(None)
-        session, self._session = self._session, None
-        closer, self._closer = self._closer, None
-        if closer is not None:
-            await closer.aclose()  # closes the session it guards
-        elif session is not None and self._owns_session and not session.closed:
-            await session.close()
+        await self._transport.aclose()
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """True once ``aclose()`` ran (or the ``async with`` block ended)."""
+        return self._transport.closed
 
-    async def _unless_closed(self, waiting: Awaitable[T], what: str) -> T:
-        """``await waiting``, unless ``aclose()`` comes first: it is then cancelled and this
-        raises ``CloseError`` (nothing was sent). For waits only (a slot, the pacer, a retry's
-        sleep): a request on the wire is left to finish or fail on its own."""
-        task = asyncio.ensure_future(waiting)
-        waker = asyncio.get_running_loop().create_future()
-        self._wakers.add(waker)
-        try:
-            await asyncio.wait((task, waker), return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # we were cancelled: so is the wait
-            task.cancel()
-            raise
-        finally:
-            self._wakers.discard(waker)
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            raise CloseError(f"the AsyncCloseClient was closed while this request {what}")
-        return task.result()
+    @property
+    def timeout(self) -> float:
+        """Seconds for one attempt, from sending to reading the whole response."""
+        return self._transport.timeout
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise CloseError("this AsyncCloseClient is closed; create a new one")
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """What is retried, how often and how long (replaceable between requests)."""
+        return self._transport.retry_policy
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        self._check_open()
-        session = self._session
-        if session is None or (self._owns_session and session.closed):
-            return self._new_session()
-        if session.closed:
-            raise CloseError("the aiohttp session given to AsyncCloseClient is closed")
-        if self._owns_session and self._session_loop is not asyncio.get_running_loop():
-            raise CloseError(
-                "this AsyncCloseClient is in use by another event loop (a client belongs to "
-                "the loop it first ran in): create one per loop, or aclose() it first"
-            )
-        return session
+    @retry_policy.setter
+    def retry_policy(self, policy: RetryPolicy) -> None:
+        self._transport.retry_policy = policy
 
-    def _new_session(self) -> aiohttp.ClientSession:
-        # Created here, inside the running loop, not in __init__ (which may run outside one).
-        # aiohttp itself drops pooled connections idle past keepalive_timeout; KeepAlive (in
-        # RequestBody) also honours the server's own `Keep-Alive: timeout`.
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections, keepalive_timeout=self._keepalive.default
-        )
-        session = self._session = aiohttp.ClientSession(connector=connector)
-        self._session_loop = asyncio.get_running_loop()
-        self._closer = _close_with_loop(session)
-        # Run it to its first `yield`: the loop now knows this generator and closes it (and the
-        # session with it) when asyncio.run() ends, so the next asyncio.run() gets a new session
-        # and nothing is left for the garbage collector to warn about.
-        with contextlib.suppress(StopIteration):
-            self._closer.asend(None).send(None)
-        return session
+    @property
+    def limiter(self) -> Limiter | None:
+        """The extra limiter every request waits on, if any."""
+        return self._transport.limiter
 
-    async def send(
+    @limiter.setter
+    def limiter(self, limiter: Limiter | None) -> None:
+        self._transport.limiter = limiter
+
+    @property
+    def pacer(self) -> Pacer | None:
+        """The pacer that follows the server's ``RateLimit`` headers (None when turned off)."""
+        return self._transport.pacer
+
+    async def request(
         self,
         method: str,
         path: str,
-        body: bytes = b"",
         *,
-        on_send: Callable[[], Awaitable[None] | None] | None = None,
-        on_sent: Callable[[bool], None] | None = None,
-    ) -> bytes:
-        """Send one API request with retries, pacing and limits; the body of the 2xx response.
+        params: Params | None = None,
+        json: Any = None,
+    ) -> Any:
+        """Call any endpoint through the same pipeline as ``create`` (auth, pacing, the limiter,
+        retries, the error tree); returns the decoded JSON answer, ``None`` for an empty body.
 
-        ``on_send()`` runs before each attempt goes on the wire (after every wait); if it
-        returns an awaitable, the attempt waits for it (the journal's fsync, with ``--fsync``);
-        ``on_sent(True)`` when a body byte of it is handed to the socket, ``on_sent(False)`` when
-        the attempt ended having created nothing (never written, or answered 429): the client's
-        one definition of "the request left", which the import's journal uses. The rate-limit
-        group is named from the method and path (``endpoint_group``)."""
-        url = self.base_url + path.lstrip("/")
-        group = const.endpoint_group(method, path)
-        started = time.monotonic()
+        ```python
+        lead = await close.request("GET", "lead/lead_abc/", params={"_fields": "id,name"})
+        ```
+
+        ``path`` is relative to ``base_url`` (a leading ``/`` is allowed); ``params`` goes to the
+        query string (a list value repeats the key); ``json`` is sent as the body. GET, HEAD,
+        PUT and DELETE are treated as idempotent: their timeouts, lost connections and 5xx are
+        retried; POST and PATCH are not (as for ``create``). Bad input raises
+        ``InvalidInputError`` naming the argument, before anything is sent.
+        """
+        verb = _method(method)
+        _check_path(path)
+        query = _params(params)
+        body = b"" if json is None else _encode_json(json)
+        raw = await self._transport.send(verb, path, body, params=query)
+        if not raw.strip():
+            return None
         try:
-            # Most requests succeed at once: only a failure pays for building the retry machinery
-            # (tenacity's per-call set-up is most of a request's client-side cost otherwise).
-            return await self._attempt(method, url, body, group, on_send, on_sent)
-        except CloseError as exc:
-            first: CloseError = redact_error(exc, self._authorization)
-        replayed = False
-        last = first
+            return _json_decoder.decode(raw)
+        except MSGSPEC_DECODE_ERRORS as exc:
+            error = DecodeError(f"response is not JSON: {exc}", body=raw)
+            error.may_have_succeeded = True  # answered 2xx: the request did go through
+            raise self._transport.redact(error) from exc
 
-        async def attempt() -> bytes:
-            nonlocal replayed, last
-            if not replayed:  # tenacity's attempt 1 is the failure we already had
-                replayed = True
-                raise first
-            try:
-                return await self._attempt(method, url, body, group, on_send, on_sent)
-            except CloseError as exc:  # redacted before the retry log or the caller sees it
-                last = redact_error(exc, self._authorization)
-                raise
 
-        async def sleep(seconds: float) -> None:
-            why = f"waited to be retried (its last attempt: {last.message})"
-            try:
-                await self._unless_closed(asyncio.sleep(seconds), why)
-            except CloseError as exc:  # that attempt may have gone through (retry_unknown)
-                exc.may_have_succeeded = last.may_have_succeeded
-                raise
+def _method(method: object) -> str:
+    verb = method.upper() if isinstance(method, str) else None
+    if verb not in METHODS:
+        raise InvalidInputError("method", method, f"must be one of {', '.join(METHODS)}")
+    return verb
 
-        policy = self.retry_policy
-        if method in IDEMPOTENT_METHODS:  # repeating it is harmless, whatever happened
-            policy = dataclasses.replace(policy, retry_unknown_outcome=True)
-        result: bytes = await policy.retrying(started, sleep)(attempt)
-        return result
 
-    async def _attempt(
-        self,
-        method: str,
-        url: str,
-        body: bytes,
-        group: str,
-        on_send: Callable[[], Awaitable[None] | None] | None,
-        on_sent: Callable[[bool], None] | None = None,
-    ) -> bytes:
-        self._get_session()  # a closed client fails before waiting for anything
-        slots = self._slots
-        if not slots.try_take():
-            await self._unless_closed(slots.take(), "waited for a connection: not sent")
-        try:
-            if self.limiter is not None:
-                await self.limiter.acquire()
-            window = self.pacer.window(group) if self.pacer is not None else None
-            ticket = 0
-            if window is not None:
-                granted = window.try_acquire()  # no coroutine when the window has room
-                if granted is None:
-                    turn = window.acquire()
-                    granted = await self._unless_closed(turn, "waited its turn: not sent")
-                ticket = granted
-            status: int | None = None
-            headers: Mapping[str, str] = {}
-            payload = b""
-            info: RateLimitInfo | None = None
-            wait: float | None = None
-            try:
-                if on_send is not None:
-                    pending = on_send()  # its own errors surface as they are: nothing was sent
-                    if pending is not None:
-                        await pending
-                session = self._get_session()  # the client may have closed during the waits
-                wrote: list[bool] = []  # RequestBody's "a body byte was written", per attempt
-                on_write = None if on_sent is None else functools.partial(_wrote, wrote, on_sent)
-                status, headers, payload, failure = await exchange(
-                    session,
-                    method,
-                    url,
-                    body,
-                    headers=self._headers,
-                    timeout=self._client_timeout,
-                    keepalive=self._keepalive,
-                    max_refusals=self._max_connections,
-                    on_write=on_write,
+def _check_path(path: object) -> None:
+    if not isinstance(path, str):
+        raise InvalidInputError("path", path, "must be a string, relative to base_url")
+    if "://" in path or path.startswith("//"):
+        # Sent after base_url, an absolute URL would carry the credentials to a wrong path.
+        raise InvalidInputError("path", path, "must be relative to base_url, not a URL")
+
+
+def _params(params: object) -> dict[str, ParamValue] | None:
+    if params is None:
+        return None
+    if not isinstance(params, Mapping):
+        raise InvalidInputError("params", params, "must be a dict of query parameters")
+    for key, value in params.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError("params", key, "keys must be non-empty strings")
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            # A bool would be sent as "True", which no Close filter reads: say it explicitly.
+            ok = isinstance(item, (str, int, float)) and not isinstance(item, bool)
+            if not ok or (isinstance(item, float) and not math.isfinite(item)):
+                raise InvalidInputError(
+                    f"params.{key}", item, "must be a string or a finite number (or a list)"
                 )
-                if on_sent is not None and (status == 429 or (status is None and not wrote)):
-                    on_sent(False)
-                if failure is not None and self._closed and status is None:
-                    failure = CloseError(
-                        f"the AsyncCloseClient was closed while this request was in flight "
-                        f"({failure.message})",
-                        may_have_succeeded=failure.may_have_succeeded,
-                    )
-            finally:
-                if status is not None:
-                    info = parse_rate_limit(headers)
-                    wait = retry_after(headers, payload) if status == 429 else None
-                if window is not None:
-                    window.release(ticket, info, status=status, pause=wait)
-        finally:
-            slots.give()
-        if status == 429 or (info is not None and info.remaining == 0):
-            await self._share_pause(wait if wait is not None else info.reset if info else None)
-        if failure is not None:
-            raise failure
-        assert status is not None  # exchange() either answered or returned its failure
-        if 200 <= status < 300:
-            return payload
-        raise response_error(status, headers, payload, method=method, retry_after=wait, url=url)
-
-    def redact(self, error: E) -> E:
-        """``error`` with the credentials scrubbed from its message, headers and cause: for errors
-        a resource raises itself after a response (a body that does not decode, say)."""
-        return redact_error(error, self._authorization)
-
-    async def _share_pause(self, seconds: float | None) -> None:
-        """Tell a limiter that can pause (a shared one, say) that the window is spent."""
-        pause = getattr(self.limiter, "pause", None)
-        if pause is not None and seconds is not None and seconds > 0:
-            await pause(seconds)
+    return dict(params)
 
 
-def _wrote(wrote: list[bool], on_sent: Callable[[bool], None]) -> None:
-    wrote.append(True)
-    on_sent(True)
-
-
-async def _close_with_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-    """Suspended until the client's aclose() or the end of the event loop (asyncio.run calls
-    ``loop.shutdown_asyncgens()``), then closes the session on its own loop."""
+def _encode_json(value: Any) -> bytes:
+    check_json_value("json", value)  # NaN, infinities and naive datetimes would be sent wrong
     try:
-        yield
-    finally:
-        if not session.closed:
-            await session.close()
+        return _json_encoder.encode(value)
+    except Exception as exc:  # whatever msgspec refuses (see opportunities.codec.encode_create)
+        reason = f"{type(exc).__name__}: {exc}"
+        raise InvalidInputError("json", value, f"cannot be sent as JSON ({reason})") from exc
 
 
 def _authorization(api_key: str | None, oauth_token: str | None) -> str:

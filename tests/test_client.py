@@ -58,7 +58,10 @@ def fast_retries(client: AsyncCloseClient, **kwargs: Any) -> AsyncCloseClient:
 def test_api_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLOSE_API_KEY", "api_env")
     client = AsyncCloseClient()
-    assert client._headers["Authorization"] == "Basic " + base64.b64encode(b"api_env:").decode()
+    assert (
+        client._transport._headers["Authorization"]
+        == "Basic " + base64.b64encode(b"api_env:").decode()
+    )
 
 
 def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,9 +205,9 @@ async def test_bad_input_sends_nothing(
 
 async def test_session_is_created_lazily_and_closed(close_server: FakeCloseServer) -> None:
     client = AsyncCloseClient("k", base_url=close_server.base_url)
-    assert client._session is None
+    assert client._transport._session is None
     await client.opportunities.create()
-    session = client._session
+    session = client._transport._session
     assert session is not None
     assert not session.closed
     await client.aclose()
@@ -406,7 +409,7 @@ async def test_429_dialects_are_retried_after_the_servers_wait(dialect: str) -> 
 
 
 async def test_429_without_any_wait_uses_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("close_async._pacer._UNKNOWN_PAUSE", 0.01)
+    monkeypatch.setattr("close_async._transport.pacer._UNKNOWN_PAUSE", 0.01)
     async with FakeCloseServer(dialect="none") as server:
         server.fail_next("429", times=2)
         async with fast_retries(AsyncCloseClient("k", base_url=server.base_url)) as close:
@@ -417,7 +420,7 @@ async def test_429_without_any_wait_uses_backoff(monkeypatch: pytest.MonkeyPatch
 async def test_429s_do_not_use_up_max_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     # Issue 11: a 429 means "not processed", so it is retried whatever max_retries says (which
     # counts the other failures); before, 5 scripted 429s failed this create after 3 requests.
-    monkeypatch.setattr("close_async._pacer._UNKNOWN_PAUSE", 0.01)
+    monkeypatch.setattr("close_async._transport.pacer._UNKNOWN_PAUSE", 0.01)
     async with FakeCloseServer(dialect="none") as server:
         server.fail_next("429", times=5)
         client = fast_retries(AsyncCloseClient("k", base_url=server.base_url, max_retries=2))
@@ -428,7 +431,7 @@ async def test_429s_do_not_use_up_max_retries(monkeypatch: pytest.MonkeyPatch) -
 
 
 async def test_429_with_max_retries_zero_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("close_async._pacer._UNKNOWN_PAUSE", 0.01)
+    monkeypatch.setattr("close_async._transport.pacer._UNKNOWN_PAUSE", 0.01)
     async with FakeCloseServer(dialect="none") as server:
         server.fail_next("429", times=5)
         client = fast_retries(AsyncCloseClient("k", base_url=server.base_url, max_retries=0))
@@ -504,11 +507,11 @@ async def test_a_create_cancelled_before_sending_gives_its_connection_slot_back(
         task = asyncio.create_task(close.opportunities.create())
         for _ in range(5):
             await asyncio.sleep(0)
-        assert close._slots.free == 0  # held while waiting for the limiter or the window
+        assert close._transport._slots.free == 0  # held while waiting for the limiter or the window
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert close._slots.free == 1
+        assert close._transport._slots.free == 1
         gate.set()
         close.pacer.window(endpoint_group("POST", "opportunity/")).paused_until = 0.0
         assert (await close.opportunities.create()).id

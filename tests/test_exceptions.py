@@ -237,7 +237,7 @@ async def test_the_client_raises_server_error_for_a_deeply_nested_5xx_body() -> 
     from aiohttp import web
 
     from close_async import AsyncCloseClient
-    from tests.test_bulk import serving
+    from tests.support.servers import serving
 
     seen: list[int] = []
 

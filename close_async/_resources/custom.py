@@ -1,0 +1,402 @@
+"""Models with flat ``custom.*`` keys, and their one-pass decoder (for any such model).
+
+``CustomFieldsModel`` gives a model ``.custom``, pickling and copying; ``CustomDecoder`` decodes
+it (or a subclass declaring typed custom fields). The private attributes they share
+(``_close_base``, ``_close_custom``, ``_absent``, ``_undeclared``) are written and read in this
+module only.
+
+Custom fields travel as flat ``"custom.cf_<id>"`` keys that no static model can declare, and a
+msgspec Struct silently drops keys it does not declare. Decoding twice (once to a dict to find them)
+costs 3-4x. Instead we learn the top-level keys seen so far that no model declares, and decode with
+a Struct type that declares them all (built once per key set and cached), in one pass. That type
+forbids unknown keys, which proves for free that nothing was dropped: a key we have not seen yet,
+however it is spelled (escaped, inside a nested object or not), makes the decode fail, and the
+payload takes the exact path instead: decoded to a dict as well, keys learned, so the next payload
+of that shape is fast again. Key names inside string values never matter: they are not keys.
+
+Datetimes come out tz-aware (as API.md promises): the fast type also requires a time zone on every
+``datetime`` field, which msgspec checks while parsing at no measurable cost, so a timestamp
+without one fails the fast decode and takes the exact path, which reads it as UTC. That path costs
+4-9x the fast one; Close always sends zones, and fast types that accepted naive timestamps (to fix
+them afterwards) would slow every aware payload by 7-30%, so naive ones stay on the exact path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import keyword
+import re
+from collections.abc import Callable, Collection, Iterable
+from typing import Annotated, Any, Generic, Protocol, TypeVar, Union, overload
+
+import msgspec
+
+from .._constants import CUSTOM_PREFIX as _PREFIX
+from .._exceptions import MSGSPEC_DECODE_ERRORS as _MSGSPEC_ERRORS
+from .._exceptions import DecodeError
+from .base import CloseModel
+
+_Bound = Callable[[bytes | str], Any]
+
+_dict_decoder = msgspec.json.Decoder(dict[str, Any])
+_DATETIME = Union[dt.datetime, None]  # noqa: UP007 (compared with a field's resolved type)
+_AWARE = Union[Annotated[dt.datetime, msgspec.Meta(tz=True)], None]  # noqa: UP007
+_UNDECLARABLE = re.compile(r'[\\"\x00-\x1f]')
+_UNSET = msgspec.UNSET
+M = TypeVar("M", bound="CustomFieldsModel")
+R = TypeVar("R", bound="CustomFieldsModel", covariant=True)
+# Learning is bounded so a stream of ever-new keys cannot grow memory without limit.
+MAX_LEARNED_KEYS = 2000
+
+
+class CustomFieldsModel(CloseModel, kw_only=True):
+    """A response model whose ``custom.*`` keys are kept, whatever they are (see ``.custom``).
+
+    Instances from ``CustomDecoder`` are of a subclass (same name) that also declares the custom
+    keys seen so far, which is what lets one pass keep them all. ``isinstance`` checks, pickling
+    and ``msgspec.json.encode`` (which writes the flat ``custom.*`` keys back) work as usual.
+    """
+
+    @property
+    def custom(self) -> dict[str, Any]:
+        """Every ``custom.*`` key of the response, keyed by field id (``cf_...``).
+
+        Built from the object's fields on each access, so decoding never pays for it (keep it in
+        a variable to read it many times). It is a new dict each time: changing it leaves the
+        object as it is.
+        """
+        extra: dict[str, Any] | None = getattr(self, "__dict__", None)
+        if not extra:  # the usual case: instances of the decoder's fast type have no __dict__
+            return _read_custom(self, ())
+        custom = _read_custom(self, extra.get("_absent", ()))
+        custom.update(extra.get("_undeclared", ()))
+        return custom
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Decoded instances are of a generated class that pickle cannot look up by name: rebuild
+        # them through the decoder from the class the user knows.
+        base = getattr(type(self), "_close_base", type(self))
+        data = msgspec.to_builtins(self)
+        absent = getattr(self, "__dict__", {}).get("_absent", ())
+        for field in msgspec.structs.fields(self):
+            if field.name in absent:  # a typed custom field that the payload did not have
+                data.pop(field.encode_name, None)
+        for field_id, value in self.custom.items():  # keys no Struct field could declare
+            data.setdefault(_PREFIX + field_id, value)
+        return (_restore, (base, msgspec.json.encode(data)))
+
+    def __copy__(self) -> CustomFieldsModel:
+        # msgspec's own __copy__ would not carry which typed custom fields were absent.
+        restore, args = self.__reduce__()
+        clone: CustomFieldsModel = restore(*args)
+        return clone
+
+
+def _read_custom(opp: CustomFieldsModel, absent: Collection[str]) -> dict[str, Any]:
+    cls = type(opp)
+    # Kept on the class itself (its own __dict__: a subclass declares more fields), so that the
+    # decoder's generated classes of past key sets are not held alive by a cache of ours.
+    attrs: tuple[tuple[int, str, str], ...] | None = cls.__dict__.get("_close_custom")
+    if attrs is None:
+        attrs = tuple(
+            (index, f.name, f.encode_name[len(_PREFIX) :])
+            for index, f in enumerate(msgspec.structs.fields(cls))
+            if f.encode_name.startswith(_PREFIX)
+        )
+        cls._close_custom = attrs  # type: ignore[attr-defined]
+    values = msgspec.structs.astuple(opp)  # one C call, instead of a getattr per field
+    return {
+        field_id: values[index]
+        for index, name, field_id in attrs
+        if values[index] is not _UNSET and name not in absent
+    }
+
+
+def _restore(cls: type[CustomFieldsModel], raw: bytes) -> CustomFieldsModel:
+    return shared_decoder(cls).decode(raw, cls)
+
+
+_SHARED: dict[type[CustomFieldsModel], CustomDecoder[Any]] = {}
+
+
+def share(decoder: CustomDecoder[Any]) -> None:
+    """Make ``decoder`` the one that unpickles (and copies) its root model's instances."""
+    _SHARED[decoder.root] = decoder
+
+
+def shared_decoder(cls: type[CustomFieldsModel]) -> CustomDecoder[Any]:
+    """The shared decoder of the model ``cls`` derives from (one is made on first need)."""
+    for root in cls.__mro__:
+        if root in _SHARED:
+            return _SHARED[root]
+    decoder = _SHARED[cls] = CustomDecoder(cls)
+    return decoder
+
+
+class _FastType:
+    """Struct types declaring every key seen so far (and so every custom field), for one base.
+
+    ``strict`` forbids unknown keys: that is how the fast path proves it dropped nothing, at no
+    cost (an undeclared key, custom or not, escaped or not, makes msgspec raise). This is not a
+    strict *response* model: on that error the decoder takes the exact path, which accepts the
+    unknown key and learns it, so unknown fields still always decode.
+    """
+
+    def __init__(self, base: type[CustomFieldsModel], keys: Iterable[str]) -> None:
+        base_fields = msgspec.structs.fields(base)
+        declared = {f.encode_name for f in base_fields}
+        # Typed custom fields a user declared on a subclass are declared again here with an
+        # UNSET default, to tell "absent" from "present with the default value".
+        typed = [f for f in base_fields if f.encode_name.startswith(_PREFIX)]
+        self.typed = [(f.name, f.default, f.default_factory) for f in typed]
+        keys = tuple(k for k in keys if k not in declared)
+        self.keys = frozenset(keys)
+        attrs = [_attr_name(k, i, base) for i, k in enumerate(keys)]
+        fields: list[tuple[str, Any, Any]] = [(a, Any, _UNSET) for a in attrs]
+        fields += [
+            (
+                f.name,
+                Union[f.type, msgspec.UnsetType],  # noqa: UP007 (f.type may be a typing form)
+                msgspec.field(default=_UNSET, name=f.encode_name),
+            )
+            for f in typed
+        ]
+        rename = dict(zip(attrs, keys, strict=True))
+        # The exact path's type has a __dict__: room for custom keys no field can declare, and
+        # for which typed custom fields were absent.
+        lenient = msgspec.defstruct(
+            base.__name__,
+            fields,
+            bases=(base,),
+            rename=rename,
+            kw_only=True,
+            dict=True,
+            gc=True,  # a __dict__ needs it, even where the user's base says gc=False
+            module=base.__module__,
+        )
+        # The fast type also requires a non-empty id, so that check costs nothing either. It is
+        # a sibling of the lenient type, not a subclass: without typed custom fields it needs no
+        # __dict__ (which costs ~4% of a small decode), and its instances are not tracked by the
+        # cycle collector (gc=False: ~5% faster to build and free, and less work for every
+        # collection while thousands are held). Decoded JSON is a tree, so it has no cycles.
+        # Its datetimes must carry a time zone too (free: a flag checked while parsing): a naive
+        # one takes the exact path, which reads it as UTC.
+        aware = [f for f in base_fields if f.type == _DATETIME]
+        self.aware = tuple(f.name for f in aware)
+        aware_fields = [
+            (f.name, _AWARE, msgspec.field(default=f.default, name=f.encode_name)) for f in aware
+        ]
+        strict = msgspec.defstruct(
+            base.__name__,
+            [*fields, *aware_fields, ("id", Annotated[str, msgspec.Meta(min_length=1)])],
+            bases=(base,),
+            rename=rename,
+            kw_only=True,
+            forbid_unknown_fields=True,
+            module=base.__module__,
+            **_fast_options(base, typed=bool(typed)),
+        )
+        lenient._close_base = strict._close_base = base  # type: ignore[attr-defined]
+        self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(strict)
+        self.lenient: msgspec.json.Decoder[Any] = msgspec.json.Decoder(lenient)
+
+
+def _fast_options(base: type[CustomFieldsModel], *, typed: bool) -> dict[str, Any]:
+    """``dict``/``gc`` for the fast type: a __dict__ only to note absent typed fields, and
+    untracked unless the user's base has a __dict__ or weak references (msgspec requires GC
+    tracking for either)."""
+    if typed:
+        return {"dict": True, "gc": True}
+    if base.__dictoffset__ or base.__weakrefoffset__:
+        return {}
+    return {"gc": False}
+
+
+def _attr_name(key: str, index: int, base: type[CustomFieldsModel]) -> str:
+    name = key[len(_PREFIX) :] if key.startswith(_PREFIX) else ""
+    # A custom field id becomes the attribute name (it shows as cf_... in reprs, which is what
+    # users recognise) unless it could shadow something: a name of the class, a keyword, or any
+    # name starting with "_" (special methods, msgspec's and our own). Those get "_<index>"
+    # names, which no id used as a name can collide with.
+    usable = name.isidentifier() and not name.startswith("_") and not keyword.iskeyword(name)
+    return name if usable and not hasattr(base, name) else f"_{index}"
+
+
+class _NotBuilt(Exception):
+    """No fast type for this target yet (a private class: a KeyError raised by a user's
+    ``__post_init__`` must not be taken for this)."""
+
+
+def _not_built(data: bytes | str) -> Any:
+    raise _NotBuilt
+
+
+class Decode(Protocol[R]):
+    """The signature of ``CustomDecoder(Model).decode``: ``Model``, or the ``type`` given."""
+
+    @overload
+    def __call__(self, data: bytes | str, type: None = None) -> R: ...
+    @overload
+    def __call__(self, data: bytes | str, type: type[M]) -> M: ...
+
+
+class CustomDecoder(Generic[R]):
+    """Decodes responses of the model ``root`` (or a subclass with typed custom fields) in one
+    pass. ``decode(data, type=None)``: ``type`` defaults to ``root``.
+
+    ``root`` is any ``CustomFieldsModel`` with an ``id`` field (a response without a non-empty
+    ``id`` is a ``DecodeError``). Make one per model, at module level, and ``share`` it::
+
+        _decoder = CustomDecoder(Lead)
+        share(_decoder)  # the decoder that unpickles and copies Leads
+        decode_lead = _decoder.decode  # (data) -> Lead; (data, LeadSubclass) -> LeadSubclass
+    """
+
+    decode: Decode[R]
+
+    def __init__(self, root: type[R]) -> None:
+        if "id" not in root.__struct_fields__:
+            raise TypeError(f"{root.__name__} has no id field: CustomDecoder needs one")
+        self.root: type[R] = root
+        name = root.__name__
+        self._noun = f"{'an' if name[:1].upper() in 'AEIOU' else 'a'} {name}"
+        # Insertion-ordered set of the top-level keys seen that no model declares: custom.*
+        # keys, and fields Close added after this release (declared only to be skipped).
+        self._learned: dict[str, None] = {}
+        self._fast: dict[type[CustomFieldsModel], _FastType] = {}
+        # By target type: msgspec's own bound decode method (or, for typed custom fields, a
+        # small wrapper), so that the hot path adds a single Python call to msgspec's work.
+        self._decoders: dict[type[CustomFieldsModel], _Bound] = {}
+        # Types for payloads whose keys could not be learned any more (the bound was reached).
+        self._overflow: dict[tuple[type[CustomFieldsModel], frozenset[str]], _FastType] = {}
+        # By target type: the keys its own fields declare (they never change).
+        self._declared: dict[type[CustomFieldsModel], frozenset[str]] = {}
+        self.decode, self._set_default = self._hot_path()
+
+    def _hot_path(self) -> tuple[Decode[R], Callable[[_Bound], None]]:
+        """``decode``: a closure, because its whole overhead budget is one Python call.
+
+        A bound method with a dict lookup per call cost ~5% of a small decode; a closure that
+        holds the plain Opportunity decoder in a variable costs ~2%.
+        """
+        decoders = self._decoders
+        root = self.root
+        default: _Bound = _not_built  # until built, and again when keys are learned
+
+        def decode(
+            data: bytes | str, type: type[CustomFieldsModel] | None = None
+        ) -> CustomFieldsModel:
+            try:
+                if type is None:
+                    return default(data)  # type: ignore[no-any-return]
+                return decoders.get(type, _not_built)(data)  # type: ignore[no-any-return]
+            except _MSGSPEC_ERRORS:  # also an undeclared key, or a missing or empty id
+                return self._decode_exact(_bytes(data), type or root)
+            except _NotBuilt:  # first use of this type, or keys were learned since
+                pass
+            self._fast_type(type or root)  # which makes the next call find it
+            return decode(data, type)
+
+        def set_default(function: _Bound) -> None:
+            nonlocal default
+            default = function
+
+        decode.__qualname__ = f"{type(self).__name__}.decode"
+        return decode, set_default  # type: ignore[return-value]  # (the overloads: see Decode)
+
+    def _decode_exact(self, raw: bytes, type: type[M]) -> M:
+        try:
+            fields = _dict_decoder.decode(raw)
+        except _MSGSPEC_ERRORS as exc:
+            raise DecodeError(f"response is not {self._noun}: {exc}", body=raw) from exc
+        declared = self._declared.get(type)
+        if declared is None:  # structs.fields evaluates annotations: ~2 ms, once per type
+            declared = self._declared[type] = frozenset(
+                f.encode_name for f in msgspec.structs.fields(type)
+            )
+        unknown = [k for k in fields if k not in declared and k not in self._learned]
+        # msgspec cannot declare a key holding a quote, a backslash or a control character:
+        # such a key is never learned, and its payloads always take this exact path.
+        odd = [k for k in unknown if _UNDECLARABLE.search(k)]
+        unknown = [k for k in unknown if k not in odd]
+        learnable = unknown[: max(0, MAX_LEARNED_KEYS - len(self._learned))]
+        if learnable:
+            self._learned.update(dict.fromkeys(learnable))
+            self._forget_types()
+        try:
+            fast = self._fast_type(type)
+        except (TypeError, ValueError):
+            # msgspec refused a key we thought declarable: forget it rather than break every
+            # later decode, and read this payload without declaring its unknown keys.
+            for key in learnable:
+                self._learned.pop(key, None)
+            self._forget_types()
+            odd += learnable
+            unknown = learnable = []
+            fast = self._fast_type(type)
+        keys = frozenset(k for k in fields if k not in declared and k not in odd)
+        if not keys <= fast.keys:
+            # The bound on learned keys was reached, or (decoding from several threads) another
+            # decode forgot the types between our learning and our building: never drop a key.
+            fast = self._overflow.get((type, keys)) or _FastType(type, keys)
+            if len(self._overflow) < 64:
+                self._overflow[(type, keys)] = fast
+        try:
+            opp: M = fast.lenient.decode(raw)
+        except _MSGSPEC_ERRORS as exc:
+            raise DecodeError(f"response is not {self._noun}: {exc}", body=raw) from exc
+        if not getattr(opp, "id", None):
+            raise DecodeError(f"response is not {self._noun}: it has no id", body=raw)
+        for name in fast.aware:  # API.md promises tz-aware datetimes: naive ones are UTC
+            when = getattr(opp, name)
+            if when is not None and when.tzinfo is None:
+                setattr(opp, name, when.replace(tzinfo=dt.timezone.utc))
+        if fast.typed:
+            _fill_typed(opp, fast, self._noun)
+        if undeclared := {k[len(_PREFIX) :]: fields[k] for k in odd if k.startswith(_PREFIX)}:
+            opp.__dict__["_undeclared"] = undeclared  # no field holds these: .custom adds them
+        return opp
+
+    def _forget_types(self) -> None:
+        """The learned keys changed: the fast types are rebuilt on next use."""
+        self._fast.clear()
+        self._decoders.clear()
+        self._set_default(_not_built)
+
+    def _fast_type(self, type: type[CustomFieldsModel]) -> _FastType:
+        fast = self._fast.get(type)
+        if fast is None:
+            fast = self._fast[type] = _FastType(type, tuple(self._learned))
+            if fast.typed:
+                decode = fast.decoder.decode
+                noun = self._noun
+                self._decoders[type] = lambda data: _fill_typed(decode(data), fast, noun)
+            else:
+                self._decoders[type] = fast.decoder.decode
+            if type is self.root:
+                self._set_default(self._decoders[type])
+        return fast
+
+
+def _fill_typed(opp: M, fast: _FastType, noun: str) -> M:
+    """Give absent typed custom fields their declared default, and remember they were absent."""
+    absent = []
+    for name, default, factory in fast.typed:
+        if getattr(opp, name) is _UNSET:
+            absent.append(name)
+            if default is not msgspec.NODEFAULT:
+                setattr(opp, name, default)
+            elif factory is not msgspec.NODEFAULT:
+                setattr(opp, name, factory())
+            else:
+                raise DecodeError(
+                    f"response is not {noun}: missing required custom field {name!r}",
+                    body=msgspec.json.encode(opp),
+                )
+    if absent:
+        opp.__dict__["_absent"] = absent
+    return opp
+
+
+def _bytes(data: bytes | str) -> bytes:
+    return data.encode() if isinstance(data, str) else data

@@ -1,0 +1,1 @@
+"""The opportunity resource: its request and response models, codec and ``Opportunities``."""

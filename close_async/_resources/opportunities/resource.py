@@ -1,0 +1,287 @@
+"""``client.opportunities``: the opportunity resource."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..._constants import DEFAULT_CONCURRENCY
+from ..._exceptions import CloseError, DecodeError, InvalidInputError, NotFoundError
+from ..bulk import Batch, Gate, run_pool, unexpected
+from ..pagination import DEFAULT_PAGE_SIZE, Pager, check_page_size, encode_filters
+from .codec import decode_opportunity, encode_create
+from .operations import OPPORTUNITY_FILTERS, OpportunityPage, check_id, encode_update
+from .requests import (
+    CreateOpportunity,
+    CreateOpportunityFields,
+    Item,
+    to_create,
+)
+from .responses import Opportunity
+
+if TYPE_CHECKING:
+    from typing_extensions import (
+        TypeVar,  # a default (PEP 696) before Python 3.13
+        Unpack,  # typing's own from Python 3.11 (PEP 692)
+    )
+
+    from ..._transport.base import Transport
+
+    # One signature per method, not overloads: a mypy error then names the parameter at fault
+    # (overloads say only "No overload variant matches"), and the default keeps a call without
+    # response_type typed as Opportunity rather than Never.
+    OpportunityT = TypeVar("OpportunityT", bound=Opportunity, default=Opportunity)
+else:
+    from typing import TypeVar
+
+    OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
+_UNSET: Any = msgspec.UNSET
+_PATH = "opportunity/"
+logger = logging.getLogger("close_async")
+
+
+class Opportunities:
+    """Create opportunities. Reached as ``client.opportunities``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport  # only its send() and redact(): a resource never holds more
+
+    async def create(
+        self,
+        item: CreateOpportunity | None = None,
+        /,
+        *,
+        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
+        **fields: Unpack[CreateOpportunityFields],
+    ) -> OpportunityT:
+        """Create one opportunity; returns it as Close stored it.
+
+        Pass either a ``CreateOpportunity`` or its fields as keywords. ``value`` is in cents;
+        ``custom`` maps custom field ids (``cf_...``) to values. Fields not given are not sent;
+        ``None`` is sent as null. Invalid input raises ``InvalidInputError`` before anything
+        is sent. ``response_type`` may be a subclass of ``Opportunity`` declaring typed
+        custom fields.
+        """
+        if fields.get("custom", {}) is None:  # accepted before the fields were one list
+            del fields["custom"]
+        if item is None:
+            item = CreateOpportunity(**fields)
+        elif not isinstance(item, CreateOpportunity):
+            raise InvalidInputError("item", item, "must be a CreateOpportunity")
+        elif fields:
+            raise InvalidInputError("item", item, "pass a CreateOpportunity or keywords, not both")
+        return await self._send(item, response_type=response_type)
+
+    def stream_create(
+        self,
+        items: Iterable[Item] | AsyncIterable[Item],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
+        on_send: Callable[[int], Awaitable[None] | None] | None = None,
+        on_sent: Callable[[int, bool], None] | None = None,
+        on_result: Callable[[int, OpportunityT | CloseError], None] | None = None,
+    ) -> AsyncIterator[tuple[int, OpportunityT | CloseError]]:
+        """Create one opportunity per item, yielding ``(index, result)`` as each finishes.
+
+        For inputs too big to hold: items are read only as workers free up, so memory stays
+        bounded by ``concurrency``. A failed item yields its ``CloseError`` instead of
+        raising (check ``may_have_succeeded``). Items are ``CreateOpportunity`` or dicts in
+        Close's wire format (flat ``custom.cf_*`` keys allowed). ``on_send(index)`` is called
+        each time an item's request really leaves (after any wait for the rate limit), which is
+        what a journal needs to tell "never sent" from "outcome unknown"; then
+        ``on_sent(index, True)`` once a body byte of that attempt is written to the socket, or
+        ``on_sent(index, False)`` if the attempt ended having created nothing (never written,
+        or a 429). ``on_result(index, result)`` is called by the worker the moment an item's
+        result is known, before it waits its turn to be yielded: a consumer cancelled with
+        results still queued can still account for them.
+
+        Nothing about one item stops the others (an exception outside the error tree becomes
+        that item's ``CloseError``), except a 401 or 402, which holds for the whole organization:
+        the items not yet sent then fail with a copy of it, without being sent.
+        """
+
+        batch = Batch()
+
+        async def work(index: int, item: Item) -> OpportunityT | CloseError:
+            # Never raises: whatever happens to one item is its result, and the others go on.
+            try:
+                create = to_create(item)
+            except CloseError as exc:
+                return exc
+            except Exception as exc:
+                return self._unexpected(exc, sent=False)
+            if batch.refused is not None:
+                return batch.refusal()
+            gate = Gate(batch, on_send, index, on_sent)
+            sent = gate.attempt_sent if on_sent is not None else None
+            try:
+                return await self._send(
+                    create, response_type=response_type, on_send=gate, on_sent=sent
+                )
+            except CloseError as exc:
+                if gate.refused is not None:
+                    return gate.refused
+                batch.note(exc)
+                return exc
+            except Exception as exc:
+                return self._unexpected(exc, sent=gate.sent)
+
+        async def work_and_tell(index: int, item: Item) -> OpportunityT | CloseError:
+            result = await work(index, item)
+            assert on_result is not None
+            on_result(index, result)
+            return result
+
+        job = work if on_result is None else work_and_tell
+        return run_pool(items, job, concurrency=concurrency)
+
+    async def create_many(
+        self,
+        items: Iterable[Item] | AsyncIterable[Item],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
+        on_result: Callable[[int, OpportunityT | CloseError], None] | None = None,
+    ) -> list[OpportunityT | CloseError]:
+        """Create one opportunity per item; results in input order, a failed item holding its
+        error instead of raising, so one bad row loses nothing.
+
+        At most ``concurrency`` creates run at once. ``on_result(index, result)`` is called as
+        each finishes (to drive a progress display). For inputs too big to keep every result,
+        use ``stream_create``.
+        """
+        results: dict[int, OpportunityT | CloseError] = {}
+        stream = self.stream_create(items, concurrency=concurrency, response_type=response_type)
+        async for index, result in stream:
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
+        return [results[i] for i in range(len(results))]
+
+    async def _send(
+        self,
+        item: CreateOpportunity,
+        *,
+        response_type: type[OpportunityT],
+        on_send: Callable[[], Awaitable[None] | None] | None = None,
+        on_sent: Callable[[bool], None] | None = None,
+    ) -> OpportunityT:
+        """Encode, send with retries, decode: the create pipeline shared by create and bulk."""
+        body = encode_create(item)
+        self._warn_untitled(item)
+        raw = await self._transport.send("POST", _PATH, body, on_send=on_send, on_sent=on_sent)
+        try:
+            return decode_opportunity(raw, response_type)
+        except DecodeError as exc:
+            exc.may_have_succeeded = True  # Close answered 2xx: it did create something
+            self._transport.redact(exc)
+            raise
+
+    def _unexpected(self, exc: Exception, *, sent: bool) -> CloseError:
+        return self._transport.redact(unexpected(exc, sent=sent))
+
+    def list(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE, **filters: Any
+    ) -> Pager[Opportunity, OpportunityPage]:
+        """Every opportunity matching ``filters``, page after page, oldest first.
+
+        ``filters`` are Close's list filters (``lead_id``, ``status_id``, ``user_id``,
+        ``status_type``, ``date_created__gte``/``__lte``, ``status_id__in`` ...; dates as a
+        ``date``, a tz-aware ``datetime`` or a string). An unknown filter or a bad value raises
+        ``InvalidInputError`` here, before anything is sent. Pages of ``page_size`` rows are
+        read as the iteration needs them, in ``date_created`` order, past Close's ``_skip``
+        cap. The iterator's ``.page`` is the last page read, with Close's aggregates
+        (``total_results``, ``total_value_monthly`` ...).
+        """
+        query = encode_filters(filters, OPPORTUNITY_FILTERS)
+        size = check_page_size(page_size)
+        return Pager(
+            self._transport, _PATH, query, _decode_row, page_type=OpportunityPage, page_size=size
+        )
+
+    async def get(
+        self,
+        id: str,
+        /,
+        *,
+        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
+    ) -> OpportunityT:
+        """The opportunity ``id``. ``NotFoundError`` if there is none."""
+        path = f"{_PATH}{check_id(id)}/"
+        return self._decode(await self._transport.send("GET", path), response_type)
+
+    async def update(
+        self,
+        id: str,
+        /,
+        *,
+        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
+        **fields: Any,
+    ) -> OpportunityT:
+        """Change the given fields of opportunity ``id``; returns it as Close stored it.
+
+        The fields are ``create``'s, with its checks; only those given are sent (Close's PUT
+        acts as a PATCH), ``None`` sends null, and ``custom={"cf_x": None}`` unsets a custom
+        field. Nothing to change raises ``InvalidInputError``. A PUT carries absolute values,
+        so the client retries it after a timeout or a 5xx: sending it twice sets the same
+        values twice.
+        """
+        path = f"{_PATH}{check_id(id)}/"
+        body = encode_update(fields)
+        return self._decode(await self._transport.send("PUT", path, body), response_type)
+
+    async def delete(self, id: str, /) -> None:
+        """Delete opportunity ``id``. ``NotFoundError`` if it never existed.
+
+        DELETE is retried after a timeout or a 5xx; a 404 to a retry, after an earlier attempt
+        of this call reached the server without a definite answer, means that attempt deleted
+        it: that is a success, not an error.
+        """
+        path = f"{_PATH}{check_id(id)}/"
+        # Writes of this call's request to a socket, not known to have deleted nothing. One
+        # attempt may write twice: aiohttp itself re-sends an idempotent request once when its
+        # connection drops (ClientSession._request, "retry_persistent_connection").
+        earlier = current = 0  # in the attempts before this one; in this one
+
+        def on_send() -> None:
+            nonlocal earlier, current
+            earlier, current = earlier + current, 0
+
+        def on_sent(sent: bool) -> None:  # True: written once more; False: it deleted nothing
+            nonlocal current
+            current = current + 1 if sent else max(current - 1, 0)
+
+        try:
+            await self._transport.send("DELETE", path, on_send=on_send, on_sent=on_sent)
+        except NotFoundError:
+            # The 404 answered the last write: any write before it may have deleted it.
+            if earlier + current > 1:
+                return
+            raise
+
+    def _decode(self, raw: bytes, response_type: type[OpportunityT]) -> OpportunityT:
+        try:
+            return decode_opportunity(raw, response_type)
+        except DecodeError as exc:
+            raise self._transport.redact(exc) from None
+
+    # Whether this client has said that a create without lead_id makes an "Untitled" lead.
+    _untitled_warned = False
+
+    def _warn_untitled(self, item: CreateOpportunity) -> None:
+        if self._untitled_warned or item.lead_id not in (_UNSET, None):
+            return
+        self._untitled_warned = True
+        logger.warning(
+            "an opportunity created without lead_id makes Close create a new lead for it, shown "
+            'as "Untitled": create the lead first (close.leads.create(name=...)) and pass its '
+            "id as lead_id (said once per client)"
+        )
+
+
+def _decode_row(raw: bytes) -> Opportunity:
+    return decode_opportunity(raw)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     )
     from ._resources.leads import CreateLead, Lead
     from ._resources.opportunities.codec import decode_opportunity
+    from ._resources.opportunities.reconcile import Reconciled
     from ._resources.opportunities.resource import Opportunities
     from ._transport.limiter import Limiter, TokenBucket
     from ._transport.redis import RedisTokenBucket
@@ -94,6 +95,7 @@ __all__ = [
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",
+    "Reconciled",
     "RedirectError",
     "RedisTokenBucket",
     "RetryPolicy",
@@ -112,6 +114,7 @@ _MODULES = (
     "._client",
     "._resources.leads",
     "._resources.opportunities.codec",
+    "._resources.opportunities.reconcile",
     "._exceptions",
     "._transport.limiter",
     "._transport.redis",

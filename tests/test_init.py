@@ -38,6 +38,7 @@ EXPECTED_ALL = [
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",
+    "Reconciled",
     "RedirectError",
     "RedisTokenBucket",
     "RetryPolicy",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Container, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -14,6 +15,15 @@ from ..bulk import Batch, Gate, run_pool, unexpected
 from ..pagination import DEFAULT_PAGE_SIZE, Pager, check_page_size, encode_filters
 from .codec import decode_opportunity, encode_create
 from .operations import OPPORTUNITY_FILTERS, OpportunityPage, check_id, encode_update
+from .reconcile import (
+    DEFAULT_SETTLE,
+    Excluded,
+    Lister,
+    RecentIds,
+    Reconciled,
+    SentClock,
+    reconcile,
+)
 from .requests import (
     CreateOpportunity,
     CreateOpportunityFields,
@@ -48,6 +58,8 @@ class Opportunities:
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport  # only its send() and redact(): a resource never holds more
+        # The ids this client created lately, which reconcile never takes for an unknown create.
+        self.created_ids = RecentIds()
 
     async def create(
         self,
@@ -117,10 +129,10 @@ class Opportunities:
             if batch.refused is not None:
                 return batch.refusal()
             gate = Gate(batch, on_send, index, on_sent)
-            sent = gate.attempt_sent if on_sent is not None else None
+            clock = SentClock(gate.attempt_sent if on_sent is not None else None)
             try:
                 return await self._send(
-                    create, response_type=response_type, on_send=gate, on_sent=sent
+                    create, response_type=response_type, on_send=gate, on_sent=clock
                 )
             except CloseError as exc:
                 if gate.refused is not None:
@@ -128,7 +140,7 @@ class Opportunities:
                 batch.note(exc)
                 return exc
             except Exception as exc:
-                return self._unexpected(exc, sent=gate.sent)
+                return clock.stamp(self._unexpected(exc, sent=gate.sent))
 
         async def work_and_tell(index: int, item: Item) -> OpportunityT | CloseError:
             result = await work(index, item)
@@ -162,6 +174,38 @@ class Opportunities:
                 on_result(index, result)
         return [results[i] for i in range(len(results))]
 
+    async def reconcile(
+        self,
+        item: Item,
+        *,
+        sent_at: dt.datetime,
+        settle: float = DEFAULT_SETTLE,
+        wait: bool = True,
+        exclude: Container[str] = (),
+    ) -> Reconciled:
+        """What became of a create whose outcome is unknown (an error with
+        ``may_have_succeeded``): ``created`` (with ``.opportunity``), ``absent`` (safe to send
+        again), ``ambiguous`` or, with ``wait=False`` before ``settle`` has passed, ``pending``.
+
+        ``item`` is what was sent, ``sent_at`` the error's ``.sent_at``. ``absent`` only comes
+        once ``settle`` seconds have passed since ``sent_at`` (Close's list lags its writes) and
+        two reads found nothing; ``wait=True`` polls until a verdict, ``wait=False`` looks once.
+        Opportunities this client created, and the ids in ``exclude``, never match. See the
+        reconcile page of the docs for what is guaranteed."""
+        create = to_create(item)
+        return await reconcile(
+            self._lister(),
+            create,
+            sent_at=sent_at,
+            settle=settle,
+            wait=wait,
+            exclude=Excluded(exclude, self.created_ids),
+        )
+
+    def _lister(self) -> Lister:
+        """``list``, as reconcile reads candidates (a seam for tests)."""
+        return self.list
+
     async def _send(
         self,
         item: CreateOpportunity,
@@ -170,16 +214,26 @@ class Opportunities:
         on_send: Callable[[], Awaitable[None] | None] | None = None,
         on_sent: Callable[[bool], None] | None = None,
     ) -> OpportunityT:
-        """Encode, send with retries, decode: the create pipeline shared by create and bulk."""
+        """Encode, send with retries, decode: the create pipeline shared by create and bulk.
+
+        An error that may have created something carries ``sent_at`` (see ``SentClock``)."""
         body = encode_create(item)
         self._warn_untitled(item)
-        raw = await self._transport.send("POST", _PATH, body, on_send=on_send, on_sent=on_sent)
+        clock = on_sent if isinstance(on_sent, SentClock) else SentClock(on_sent)
         try:
-            return decode_opportunity(raw, response_type)
+            raw = await self._transport.send("POST", _PATH, body, on_send=on_send, on_sent=clock)
+        except CloseError as exc:
+            clock.stamp(exc)
+            raise
+        try:
+            opportunity = decode_opportunity(raw, response_type)
         except DecodeError as exc:
             exc.may_have_succeeded = True  # Close answered 2xx: it did create something
             self._transport.redact(exc)
+            clock.stamp(exc)
             raise
+        self.created_ids.add(opportunity.id)
+        return opportunity
 
     def _unexpected(self, exc: Exception, *, sent: bool) -> CloseError:
         return self._transport.redact(unexpected(exc, sent=sent))

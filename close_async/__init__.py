@@ -34,7 +34,9 @@ if TYPE_CHECKING:
         RedirectError,
         ServerError,
     )
+    from ._resources.leads import CreateLead, Lead
     from ._resources.opportunities.codec import decode_opportunity
+    from ._resources.opportunities.reconcile import Reconciled
     from ._resources.opportunities.resource import Opportunities
     from ._transport.limiter import Limiter, TokenBucket
     from ._transport.redis import RedisTokenBucket
@@ -78,6 +80,7 @@ __all__ = [
     "CommentSummary",
     "ContactEmail",
     "ContactPhone",
+    "CreateLead",
     "CreateOpportunity",
     "DecodeError",
     "FollowUpCallDetails",
@@ -85,12 +88,14 @@ __all__ = [
     "FollowUpSMSDetails",
     "IntegrationLink",
     "InvalidInputError",
+    "Lead",
     "Limiter",
     "NotFoundError",
     "Opportunities",
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",
+    "Reconciled",
     "RedirectError",
     "RedisTokenBucket",
     "RetryPolicy",
@@ -107,7 +112,9 @@ __all__ = [
 # The modules that hold the names of __all__, imported by the first use of any of them.
 _MODULES = (
     "._client",
+    "._resources.leads",
     "._resources.opportunities.codec",
+    "._resources.opportunities.reconcile",
     "._exceptions",
     "._transport.limiter",
     "._transport.redis",

@@ -23,6 +23,7 @@ Such a create is never retried by default, because Close has no idempotency keys
 
 from __future__ import annotations
 
+import datetime as dt
 import reprlib
 from collections.abc import Mapping
 from typing import Any
@@ -67,6 +68,9 @@ class CloseError(Exception):
     may_have_succeeded: bool = False
     """True when the request may have reached Close and done its work (a create
     may exist): check before sending it again. False: nothing was created."""
+    sent_at: dt.datetime | None = None
+    """When the request left (its first body byte handed to the socket), tz-aware UTC: set on
+    every error of a create with ``may_have_succeeded``, for ``opportunities.reconcile``."""
 
     def __init__(self, message: str, *, may_have_succeeded: bool = False) -> None:
         # A lone surrogate (from the caller's input, or a JSON "\ud800" escape in an error body)

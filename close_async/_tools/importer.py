@@ -26,7 +26,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 
@@ -40,8 +40,10 @@ from .._exceptions import (
     RateLimitError,
     RedirectError,
 )
+from .._resources.opportunities.reconcile import DEFAULT_SETTLE
 from .._resources.opportunities.requests import to_create
 from ..models import CreateOpportunity, Opportunity
+from .import_reconcile import UnknownRow, iso_sent_at, sent_at_now, settle_unknown
 from .import_trace import SendTracker
 from .journal import DONE, UNKNOWN_STATES, Journal, JournalWriteError
 from .rows import Row, read_rows, resolve_encoding
@@ -69,6 +71,9 @@ class ImportSummary:
     in_flight: list[int] = field(default_factory=list)  # lines cut while their request was out
     last_line: int = 0  # the last line read
     unrecorded: list[tuple[int, str]] = field(default_factory=list)  # the journal refused them
+    reconciled: int = 0  # unknown rows --reconcile found created (counted in created too)
+    resent: int = 0  # unknown rows --reconcile found absent and sent again
+    settled: list[tuple[int, str]] = field(default_factory=list)  # what --reconcile did, per row
 
     @property
     def exit_code(self) -> int:
@@ -129,13 +134,19 @@ async def run_import(
     encoding: str | None = None,
     stop: Stop | None = None,
     grace: float = 5.0,
+    reconcile: bool = False,
+    settle: float = DEFAULT_SETTLE,
 ) -> ImportSummary:
-    """Import ``path``; with ``dry_run`` only validate (``client`` may then be None)."""
+    """Import ``path``; with ``dry_run`` only validate (``client`` may then be None).
+
+    ``reconcile``: then look up the rows left unknown (``_import_reconcile``), ``settle`` seconds
+    after each was sent at the earliest."""
     summary = ImportSummary()
     started = asyncio.get_running_loop().time()
     pending: dict[int, Row] = {}  # stream index -> row, for rows in flight only
     codec = resolve_encoding(path, encoding)
     tracker = None if dry_run else SendTracker(journal)
+    unknowns: list[UnknownRow] | None = [] if reconcile and not dry_run else None
 
     def halt(reason: str, code: int) -> None:
         if summary.stopped is None:
@@ -151,13 +162,17 @@ async def run_import(
         if output is not None:  # outcomes only
             output.write(_encoder.encode({"row": row, "state": state, **fields}).decode() + "\n")
 
+    # A journal with no row recorded yet (a first run) has no state for any line this run
+    # reads: lines come in order, and this run records a line only once it has read it.
+    earlier = journal if journal is not None and any(journal.states) else None
+
     def to_send() -> Iterator[CreateOpportunity]:
         for row in read_rows(path, codec):
             if summary.stopped is not None or (stop is not None and stop.reason is not None):
                 return
             summary.rows += 1
             summary.last_line = row.line
-            previous = journal.state(row.line) if journal is not None else None
+            previous = earlier.state(row.line) if earlier is not None else None
             if previous in _SENT and journal is not None and _differs(journal, row):
                 raise InvalidInputError(  # check_input refuses this before anything is sent
                     "journal",
@@ -169,6 +184,12 @@ async def run_import(
             elif previous in UNKNOWN_STATES and not retry_unknown:
                 why = "in flight when stopped" if previous == "sending" else ""
                 summary.unknown.append((row.line, why or journal_error(journal, row.line)))
+                if unknowns is not None and journal is not None and row.item is not None:
+                    with contextlib.suppress(InvalidInputError, TypeError, ValueError):
+                        item = to_create(row.item)
+                        unknowns.append(
+                            UnknownRow(row.line, item, journal.sent_at(row.line), row.digest)
+                        )
             elif row.error is not None or row.item is None:
                 _fail(row, row.error)
             else:
@@ -204,7 +225,8 @@ async def run_import(
             tracker.leaving(row.line)
         if journal is None:
             return None
-        journal.record(row.line, "sending", digest=row.digest)  # raises if the disk is full
+        # Raises if the disk is full. sent_at: a re-run with --reconcile needs it after a kill.
+        journal.record(row.line, "sending", digest=row.digest, sent_at=sent_at_now())
         return journal.durable()  # --fsync: the request leaves once "sending" is on disk
 
     def sent(index: int, was_sent: bool) -> None:
@@ -216,6 +238,33 @@ async def run_import(
     # Results a worker has in hand but consume has not taken yet (in run_pool's queue, or a
     # worker waiting to put one there): a hard cut cancels consume, and these are still known.
     finished: dict[int, Opportunity | CloseError] = {}
+
+    def account(row: Row, result: Any) -> bool:
+        """Account for any other result; False when it was not sent at all."""
+        nonlocal failures
+        if isinstance(result, (_NotSent, JournalWriteError)):
+            summary.not_sent += 1
+            if isinstance(result, JournalWriteError):
+                halt(str(result), EXIT_JOURNAL)
+            return False
+        reason = _stop_reason(result, client, failures if summary.created else None)
+        failures = failures + 1 if isinstance(result, APIConnectionError) else 0
+        if reason is not None:
+            halt(reason, EXIT_STOPPED)
+        refused = reason is not None or bool(
+            summary.stopped and _same_stop(result, summary.stopped)
+        )
+        if refused and isinstance(result, RateLimitError):
+            summary.not_sent += 1  # the journal says "waiting" (on_sent): the re-run sends it
+        elif refused and not getattr(result, "may_have_succeeded", False):
+            summary.not_sent += 1  # refused like the rest: the journal says "failed"
+            note(row.line, "failed", error=str(result))
+        else:
+            _record(row, result, summary, note)
+            if _unknown(result) and unknowns is not None and row.item is not None:
+                item = to_create(row.item)  # it was valid: it was sent
+                unknowns.append(UnknownRow(row.line, item, result.sent_at, row.digest))
+        return True
 
     async def consume(results: AsyncIterator[tuple[int, Any]] | None = None) -> None:
         nonlocal failures
@@ -231,25 +280,11 @@ async def run_import(
             row = pending.pop(index)
             if tracker is not None:
                 tracker.finished(row.line)
-            if isinstance(result, (_NotSent, JournalWriteError)):
-                summary.not_sent += 1
-                if isinstance(result, JournalWriteError):
-                    halt(str(result), EXIT_JOURNAL)
-                continue
-            reason = _stop_reason(result, client, failures if summary.created else None)
-            failures = failures + 1 if isinstance(result, APIConnectionError) else 0
-            if reason is not None:
-                halt(reason, EXIT_STOPPED)
-            refused = reason is not None or bool(
-                summary.stopped and _same_stop(result, summary.stopped)
-            )
-            if refused and isinstance(result, RateLimitError):
-                summary.not_sent += 1  # the journal says "waiting" (on_sent): the re-run sends it
-            elif refused and not getattr(result, "may_have_succeeded", False):
-                summary.not_sent += 1  # refused like the rest: the journal says "failed"
-                note(row.line, "failed", error=str(result))
-            else:
+            if isinstance(result, Opportunity) and summary.stopped is None:  # the usual case
+                failures = 0
                 _record(row, result, summary, note)
+            elif not account(row, result):
+                continue
             if tracker is not None and tracker.error is not None:
                 halt(str(tracker.error), EXIT_JOURNAL)
             if journal is not None and journal.full is not None:
@@ -284,11 +319,49 @@ async def run_import(
             halt(f"interrupted by {stop.reason}", EXIT_INTERRUPTED)
     if not task.cancelled():
         await task
+    if unknowns and summary.stopped is None:
+        await _settle(client, unknowns, journal, summary, note, settle, concurrency, stop)
     summary.seconds = asyncio.get_running_loop().time() - started
     return summary
 
 
+async def _settle(
+    client: AsyncCloseClient,
+    unknowns: list[UnknownRow],
+    journal: Journal | None,
+    summary: ImportSummary,
+    note: Callable[..., None],
+    settle: float,
+    concurrency: int,
+    stop: Stop | None,
+) -> None:
+    """--reconcile, until it is done or ``stop`` (the rows it had not settled stay unknown)."""
+    work = asyncio.ensure_future(
+        settle_unknown(
+            client, unknowns, journal=journal, summary=summary, note=note, settle=settle,
+            concurrency=concurrency,
+        )
+    )  # fmt: skip
+    if stop is None:
+        await work
+        return
+    soft = asyncio.ensure_future(stop.soft.wait())
+    await asyncio.wait({work, soft}, return_when=asyncio.FIRST_COMPLETED)
+    soft.cancel()
+    if not work.done():
+        summary.stopped, summary.stop_code = f"interrupted by {stop.reason}", EXIT_INTERRUPTED
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+    else:
+        work.result()
+
+
 _SENT = UNKNOWN_STATES | {DONE}
+
+
+def _unknown(result: object) -> TypeGuard[CloseError]:
+    return isinstance(result, CloseError) and result.may_have_succeeded
 
 
 async def _each(items: list[tuple[int, Any]]) -> AsyncIterator[tuple[int, Any]]:
@@ -359,7 +432,7 @@ def _record(
         note(row.line, "created", id=result.id)
     elif result.may_have_succeeded:
         summary.unknown.append((row.line, str(result)))
-        note(row.line, "unknown", error=str(result))
+        note(row.line, "unknown", error=str(result), sent_at=iso_sent_at(result))
     else:
         summary.failed.append((row.line, str(result)))
         note(row.line, "failed", error=str(result))

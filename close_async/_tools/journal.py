@@ -3,11 +3,12 @@
 The first line is a header naming the input (``{"journal": 1, "input": "/abs/deals.csv"}``); then
 one record per line, written to the OS as it happens, so a killed import loses nothing recorded:
 
-- ``{"row": 12, "state": "sending", "digest": "..."}``: the request for line 12 may leave now.
+- ``{"row": 12, "state": "sending", "digest": "...", "sent_at": "2026-...+00:00"}``: the request
+  for line 12 may leave now (``sent_at``: when, for ``--reconcile``; older journals lack it).
 - ``{"row": 12, "state": "waiting"}``: that attempt never left, or got a 429: nothing created.
 - ``{"row": 12, "state": "created", "id": "oppo_..."}``
 - ``{"row": 12, "state": "failed", "error": "..."}``: certainly not created (safe to send again).
-- ``{"row": 12, "state": "unknown", "error": "..."}``: may have been created.
+- ``{"row": 12, "state": "unknown", "error": "...", "sent_at": "..."}``: may have been created.
 - ``{"row": 12, "state": "invalid", "error": "..."}``: the row itself is bad; nothing was sent.
 
 On a re-run the last record of each row decides: ``created`` rows are skipped; ``sending`` (the
@@ -32,13 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import errno
 import os
 import socket
 import threading
 import time
 from array import array
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,9 @@ RESERVE = 64 * 1024
 # longer pause is latency (20 ms measured 0.69-0.78x the rows/s of no fsync at 50 ms latency).
 _SYNC_PAUSE = 0.005
 _NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
+# How often a waiting import (--wait) tries the lock again: the journal is ours at most this
+# long after the other import lets go of it.
+_LOCK_POLL = 0.2
 _CODE = {state: code for code, state in enumerate(STATES) if state}
 _UNKNOWN = _CODE["unknown"]
 
@@ -74,6 +79,12 @@ class _Record(msgspec.Struct):
     state: str
     digest: str | None = None
     error: str | None = None
+    sent_at: str | None = None
+
+
+class _Created(msgspec.Struct):
+    state: str
+    id: str | None = None
 
 
 class _Header(msgspec.Struct):
@@ -83,6 +94,7 @@ class _Header(msgspec.Struct):
 
 # Typed, so resuming a 200,000-row journal builds no dict per line.
 _decoder = msgspec.json.Decoder(_Record)
+_created_decoder = msgspec.json.Decoder(_Created)
 _header_decoder = msgspec.json.Decoder(_Header)
 
 
@@ -91,7 +103,11 @@ class JournalError(CloseError):
 
 
 class JournalLockedError(JournalError):
-    """Another import holds the journal."""
+    """Another import holds the journal; ``holder`` says which (pid, host, since when)."""
+
+    def __init__(self, message: str, *, holder: str = "another process") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class JournalWriteError(JournalError):
@@ -116,6 +132,7 @@ class Journal:
         self.digests = array("Q")  # line -> 64-bit row digest (0: none)
         self.last = array("I")  # line -> ordinal of its last record
         self.errors: dict[int, str] = {}  # line -> error, for rows last "unknown" only (few)
+        self.sent_ats: dict[int, str] = {}  # line -> first sent_at, rows in flight or unknown
         self.broken: OSError | None = None  # a write failed: nothing more can be recorded
         self.full: OSError | None = None  # the disk filled; the reserve took what was in flight
         self._lock_fd = _lock(self.path)
@@ -157,16 +174,28 @@ class Journal:
                         with contextlib.suppress(msgspec.DecodeError):
                             self.input = _header_decoder.decode(line).input
                     continue  # the header, or a line cut short by a kill: no row state
-                self._note(record.row, record.state, record.digest, record.error)
+                self._note(record.row, record.state, record.digest, record.error, record.sent_at)
         return bool(line) and not line.endswith(b"\n")
 
-    def _note(self, row: int, state: str, digest: str | None, error: str | None = None) -> None:
+    def _note(
+        self,
+        row: int,
+        state: str,
+        digest: str | None,
+        error: str | None = None,
+        sent_at: str | None = None,
+    ) -> None:
         if row < 1 or row >= 2**31:
             return
         if state == "unknown" and error:
             self.errors[row] = error
         elif self.errors:  # almost always empty
             self.errors.pop(row, None)
+        if state in UNKNOWN_STATES:  # the earliest attempt that may have created it
+            if sent_at and row not in self.sent_ats:
+                self.sent_ats[row] = sent_at
+        elif self.sent_ats:
+            self.sent_ats.pop(row, None)
         if row >= len(self.states):
             grow = row + 1 - len(self.states) + len(self.states) // 2
             self.states.extend(bytes(grow))
@@ -190,6 +219,27 @@ class Journal:
         """The digest recorded for line ``row`` as an int (0 when none)."""
         return self.digests[row] if 0 < row < len(self.digests) else 0
 
+    def sent_at(self, row: int) -> dt.datetime | None:
+        """When the request of line ``row``, in flight or unknown, first left (None: unknown)."""
+        text = self.sent_ats.get(row)
+        try:
+            moment = dt.datetime.fromisoformat(text) if text else None
+        except ValueError:
+            return None
+        return moment if moment is not None and moment.tzinfo is not None else None
+
+    def created_ids(self) -> set[str]:
+        """Every opportunity id the journal records as created (read from the file: only
+        ``--reconcile`` needs them, so that no row is matched to another row's opportunity)."""
+        ids: set[str] = set()
+        with self.path.open("rb") as f:
+            for line in f:
+                with contextlib.suppress(msgspec.DecodeError):
+                    record = _created_decoder.decode(line)
+                    if record.state == DONE and record.id:
+                        ids.add(record.id)
+        return ids
+
     def recorded_rows(self) -> int:
         return sum(1 for code in self.states if code)
 
@@ -200,7 +250,7 @@ class Journal:
         if problem is not None:
             raise JournalWriteError(f"cannot write the journal {self.path}: {problem}")
         self._write(_encoder.encode({"row": row, "state": state, **fields}) + b"\n")
-        self._note(row, state, fields.get("digest"), fields.get("error"))
+        self._note(row, state, fields.get("digest"), fields.get("error"), fields.get("sent_at"))
         if self._syncer is not None:
             self._written += 1
             self._dirty.set()
@@ -251,8 +301,11 @@ class Journal:
             except OSError:
                 self._torn = True  # part of a line may be on disk: the next line starts fresh
                 raise
+            if written == len(data):  # the usual: all of it at once
+                self._torn = False
+                return
             data = data[written:]
-            self._torn = bool(data)
+            self._torn = True
 
     def _sync_loop(self) -> None:
         sync = getattr(os, "fdatasync", os.fsync)  # the data and the size: all a reader needs
@@ -321,6 +374,44 @@ class Journal:
         return written
 
 
+async def open_journal(
+    path: str | os.PathLike[str],
+    *,
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+    poll: float = _LOCK_POLL,
+    **options: Any,
+) -> Journal:
+    """``Journal(path, **options)``; if another import holds it, try again every ``poll``
+    seconds for up to ``wait`` seconds (``math.inf``: until it is free), calling
+    ``on_wait(holder)`` once when the wait starts. Past ``wait``: ``JournalLockedError``.
+
+    The lock is polled, not awaited in the kernel (a blocking ``flock`` would stop the event
+    loop, so Ctrl-C could not end the wait): the journal is ours within ``poll`` of its release,
+    and nothing was sent by this run before then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    waited = False
+    while True:
+        try:
+            return Journal(path, **options)
+        except JournalLockedError as exc:
+            left = deadline - loop.time()
+            if left <= 0:
+                if not waited:
+                    raise
+                raise JournalLockedError(
+                    f"the journal {path} is still in use by another import ({exc.holder}) after"
+                    f" waiting {wait:g} s: two imports on one journal would send rows twice."
+                    " Try again later, or wait longer (--wait-timeout).",
+                    holder=exc.holder,
+                ) from None
+            if not waited and on_wait is not None:
+                on_wait(exc.holder)
+            waited = True
+            await asyncio.sleep(min(poll, left))
+
+
 def _make_reserve(path: Path, size: int) -> None:
     """Space set aside for a full disk, allocated for real (not a sparse file)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -362,7 +453,9 @@ def _lock(journal: Path) -> int:
             holder = "another process"
         raise JournalLockedError(
             f"the journal {journal} is in use by another import ({holder}): two imports on one"
-            " journal would send rows twice. Wait for it to finish, or stop it."
+            " journal would send rows twice. Wait for it to finish (or run with --wait), or stop"
+            " it.",
+            holder=holder,
         ) from None
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     with contextlib.suppress(OSError):  # only says who holds the lock

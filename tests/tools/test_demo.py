@@ -12,17 +12,19 @@ from close_async._tools.demo import run_demo
 
 
 def check_report(out: str, rows: int) -> None:
-    assert f"importing {rows} generated rows from a CSV" in out
-    assert f"created       {rows - 5} of {rows} rows" in out
+    assert f"importing {rows} generated rows from a CSV with --reconcile" in out
+    assert f"created       {rows - 2} of {rows} rows" in out
     assert re.search(r"^429s {10}2 answered by the server", out, re.MULTILINE)
     assert "duplicates    0" in out
     assert "bad rows      2, reported and skipped" in out
     assert "line 8: confidence=150: must be between 0 and 100" in out
     assert "line 14: value='12.50': must be an integer" in out
-    assert "unknown       3 rows" in out
-    assert out.count("(the fake server did create it)") == 2  # drop, 500 after create
-    assert out.count("(the fake server did not create it)") == 1  # the 504
-    assert f"{rows - 5} rows skipped as already created, 0 requests sent, 3 named" in out
+    assert "reconciled    3 rows" in out
+    assert out.count("-> found oppo_") == 2  # dropped, 500 after create: the server made them
+    assert out.count("-> absent after the settle: sent again, created oppo_") == 1  # the 504
+    assert out.count("(the fake server holds 1 opportunity for it)") == 3
+    assert "unknown       0" in out
+    assert f"{rows - 2} rows skipped as already created, 0 requests sent, 0 unknown" in out
     assert out.rstrip().endswith("demo finished: everything accounted for.")
 
 
@@ -31,7 +33,7 @@ async def test_run_demo(capsys: pytest.CaptureFixture[str]) -> None:
     out, err = capsys.readouterr()
     assert code == 0
     check_report(out, 300)
-    assert "progress: 300/300 rows, 295 created, 2 failed, 3 unknown" in err
+    assert "progress: 300/300 rows, 298 created, 2 failed, 0 unknown" in err
 
 
 def test_demo_command() -> None:

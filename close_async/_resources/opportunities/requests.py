@@ -8,7 +8,6 @@ the field and the value.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping
 from typing import Any, TypedDict, Union
 
@@ -19,6 +18,8 @@ from ..._constants import VALUE_PERIODS as VALUE_PERIODS  # re-exported: the req
 from ..._constants import ValuePeriod as ValuePeriod
 from ..._exceptions import InvalidInputError
 from ..base import CloseModel
+from ..checks import CHECKED as _CHECKED
+from ..checks import check_json_value
 
 UNSET = msgspec.UNSET
 
@@ -108,17 +109,23 @@ def validate_create(item: CreateOpportunity) -> None:
         value = getattr(item, name)
         if value is not _UNSET and value is not None and (not isinstance(value, str) or not value):
             raise InvalidInputError(name, value, "must be a non-empty string id")
-    _check_int(item, "value", minimum=None)
-    _check_int(item, "confidence", minimum=0, maximum=100)
+    # The usual cases (an int, or unset) are checked inline; _check_int says what is wrong.
+    value, confidence = item.value, item.confidence
+    if value.__class__ is not int and value is not _UNSET and value is not None:
+        _check_int(item, "value", minimum=None)
+    if not (confidence.__class__ is int and 0 <= confidence <= 100) and confidence is not _UNSET:
+        _check_int(item, "confidence", minimum=0, maximum=100)
     if item.value_period not in (_UNSET, None) and item.value_period not in VALUE_PERIODS:
         raise InvalidInputError(
             "value_period", item.value_period, f"must be one of {', '.join(VALUE_PERIODS)}"
         )
     if item.note not in (_UNSET, None) and not isinstance(item.note, str):
         raise InvalidInputError("note", item.note, "must be a string")
-    for name in ("date_won", "date_created"):
-        _check_date(name, getattr(item, name))
-    _check_attachments(item.attachments)
+    if item.date_won is not _UNSET or item.date_created is not _UNSET:
+        for name in ("date_won", "date_created"):
+            _check_date(name, getattr(item, name))
+    if item.attachments is not _UNSET:
+        _check_attachments(item.attachments)
     if item.custom_fields not in (_UNSET, None):
         if not isinstance(item.custom_fields, dict):
             raise InvalidInputError("custom_fields", item.custom_fields, "must be a dict")
@@ -137,32 +144,6 @@ def check_custom(custom: Any) -> None:
             raise InvalidInputError("custom", key, f"keys must be custom field ids 'cf_...'{hint}")
         if isinstance(value, _CHECKED):
             check_json_value(f"custom.{key}", value)
-
-
-# Values JSON would carry wrongly without an error: msgspec writes NaN and infinity as null
-# (which would clear the field), and a naive datetime without an offset (which Close reads as
-# UTC, silently shifting it). Scalars of other types cost one isinstance check.
-_CONTAINERS = (list, tuple, dict, set, frozenset)
-_CHECKED = (float, dt.datetime, *_CONTAINERS)
-
-
-def check_json_value(name: str, value: Any) -> None:
-    """Reject NaN, infinities and naive datetimes anywhere inside ``value``, naming ``name``."""
-    stack = [value]
-    seen: set[int] = set()  # a container met twice (shared, or a cycle) is walked once
-    while stack:
-        node = stack.pop()
-        if isinstance(node, float):
-            if not math.isfinite(node):
-                raise InvalidInputError(
-                    name, node, "must be a finite number (JSON has no NaN or infinity)"
-                )
-        elif isinstance(node, dt.datetime):
-            if node.utcoffset() is None:
-                raise InvalidInputError(name, node, "must be timezone-aware")
-        elif isinstance(node, _CONTAINERS) and id(node) not in seen:
-            seen.add(id(node))
-            stack.extend(node.values() if isinstance(node, dict) else node)
 
 
 def _check_int(
@@ -211,6 +192,7 @@ Item = Union[CreateOpportunity, Mapping[str, Any]]  # noqa: UP007 (a runtime ali
 
 _FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
 _CONVERTED = frozenset({"date_won", "date_created", "attachments"})  # what _wire_value changes
+_PREFIX_LEN = len(_PREFIX)
 
 
 def to_create(item: Item) -> CreateOpportunity:
@@ -224,14 +206,14 @@ def to_create(item: Item) -> CreateOpportunity:
     fields: dict[str, Any] = {}
     custom: dict[str, Any] = {}
     for key, value in item.items():
-        if isinstance(key, str) and key.startswith(_PREFIX):
-            custom[key[len(_PREFIX) :]] = value
+        if key in _FIELDS:  # the usual key first: one set lookup
+            fields[key] = _wire_value(key, value) if key in _CONVERTED else value
+        elif isinstance(key, str) and key.startswith(_PREFIX):
+            custom[key[_PREFIX_LEN:]] = value
         elif key == "custom":
             if not isinstance(value, Mapping):
                 raise InvalidInputError("custom", value, "must be a dict of custom field ids")
             custom.update(value)
-        elif key in _FIELDS:
-            fields[key] = _wire_value(key, value) if key in _CONVERTED else value
         else:
             raise InvalidInputError(str(key), value, "is not a field of an opportunity")
     return CreateOpportunity(**fields, custom=custom)

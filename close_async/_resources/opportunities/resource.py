@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+import datetime as dt
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Container, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ..._constants import DEFAULT_CONCURRENCY
-from ..._exceptions import CloseError, DecodeError, InvalidInputError
+from ..._exceptions import CloseError, DecodeError, InvalidInputError, NotFoundError
 from ..bulk import Batch, Gate, run_pool, unexpected
+from ..pagination import DEFAULT_PAGE_SIZE, Pager, check_page_size, encode_filters
 from .codec import decode_opportunity, encode_create
-from .requests import CreateOpportunity, CreateOpportunityFields, Item, to_create
+from .operations import OPPORTUNITY_FILTERS, OpportunityPage, check_id, encode_update
+from .reconcile import (
+    DEFAULT_SETTLE,
+    Excluded,
+    Lister,
+    RecentIds,
+    Reconciled,
+    SentClock,
+    reconcile,
+)
+from .requests import (
+    CreateOpportunity,
+    CreateOpportunityFields,
+    Item,
+    to_create,
+)
 from .responses import Opportunity
 
 if TYPE_CHECKING:
@@ -32,6 +50,7 @@ else:
     OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
 _UNSET: Any = msgspec.UNSET
 _PATH = "opportunity/"
+logger = logging.getLogger("close_async")
 
 
 class Opportunities:
@@ -39,6 +58,8 @@ class Opportunities:
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport  # only its send() and redact(): a resource never holds more
+        # The ids this client created lately, which reconcile never takes for an unknown create.
+        self.created_ids = RecentIds()
 
     async def create(
         self,
@@ -108,10 +129,10 @@ class Opportunities:
             if batch.refused is not None:
                 return batch.refusal()
             gate = Gate(batch, on_send, index, on_sent)
-            sent = gate.attempt_sent if on_sent is not None else None
+            clock = SentClock(gate.attempt_sent if on_sent is not None else None)
             try:
                 return await self._send(
-                    create, response_type=response_type, on_send=gate, on_sent=sent
+                    create, response_type=response_type, on_send=gate, on_sent=clock
                 )
             except CloseError as exc:
                 if gate.refused is not None:
@@ -119,7 +140,7 @@ class Opportunities:
                 batch.note(exc)
                 return exc
             except Exception as exc:
-                return self._unexpected(exc, sent=gate.sent)
+                return clock.stamp(self._unexpected(exc, sent=gate.sent))
 
         async def work_and_tell(index: int, item: Item) -> OpportunityT | CloseError:
             result = await work(index, item)
@@ -153,6 +174,38 @@ class Opportunities:
                 on_result(index, result)
         return [results[i] for i in range(len(results))]
 
+    async def reconcile(
+        self,
+        item: Item,
+        *,
+        sent_at: dt.datetime,
+        settle: float = DEFAULT_SETTLE,
+        wait: bool = True,
+        exclude: Container[str] = (),
+    ) -> Reconciled:
+        """What became of a create whose outcome is unknown (an error with
+        ``may_have_succeeded``): ``created`` (with ``.opportunity``), ``absent`` (safe to send
+        again), ``ambiguous`` or, with ``wait=False`` before ``settle`` has passed, ``pending``.
+
+        ``item`` is what was sent, ``sent_at`` the error's ``.sent_at``. ``absent`` only comes
+        once ``settle`` seconds have passed since ``sent_at`` (Close's list lags its writes) and
+        two reads found nothing; ``wait=True`` polls until a verdict, ``wait=False`` looks once.
+        Opportunities this client created, and the ids in ``exclude``, never match. See the
+        reconcile page of the docs for what is guaranteed."""
+        create = to_create(item)
+        return await reconcile(
+            self._lister(),
+            create,
+            sent_at=sent_at,
+            settle=settle,
+            wait=wait,
+            exclude=Excluded(exclude, self.created_ids),
+        )
+
+    def _lister(self) -> Lister:
+        """``list``, as reconcile reads candidates (a seam for tests)."""
+        return self.list
+
     async def _send(
         self,
         item: CreateOpportunity,
@@ -161,15 +214,128 @@ class Opportunities:
         on_send: Callable[[], Awaitable[None] | None] | None = None,
         on_sent: Callable[[bool], None] | None = None,
     ) -> OpportunityT:
-        """Encode, send with retries, decode: the create pipeline shared by create and bulk."""
+        """Encode, send with retries, decode: the create pipeline shared by create and bulk.
+
+        An error that may have created something carries ``sent_at`` (see ``SentClock``)."""
         body = encode_create(item)
-        raw = await self._transport.send("POST", _PATH, body, on_send=on_send, on_sent=on_sent)
+        self._warn_untitled(item)
+        clock = on_sent if isinstance(on_sent, SentClock) else SentClock(on_sent)
         try:
-            return decode_opportunity(raw, response_type)
+            raw = await self._transport.send("POST", _PATH, body, on_send=on_send, on_sent=clock)
+        except CloseError as exc:
+            clock.stamp(exc)
+            raise
+        try:
+            opportunity = decode_opportunity(raw, response_type)
         except DecodeError as exc:
             exc.may_have_succeeded = True  # Close answered 2xx: it did create something
             self._transport.redact(exc)
+            clock.stamp(exc)
             raise
+        self.created_ids.add(opportunity.id)
+        return opportunity
 
     def _unexpected(self, exc: Exception, *, sent: bool) -> CloseError:
         return self._transport.redact(unexpected(exc, sent=sent))
+
+    def list(
+        self, *, page_size: int = DEFAULT_PAGE_SIZE, **filters: Any
+    ) -> Pager[Opportunity, OpportunityPage]:
+        """Every opportunity matching ``filters``, page after page, oldest first.
+
+        ``filters`` are Close's list filters (``lead_id``, ``status_id``, ``user_id``,
+        ``status_type``, ``date_created__gte``/``__lte``, ``status_id__in`` ...; dates as a
+        ``date``, a tz-aware ``datetime`` or a string). An unknown filter or a bad value raises
+        ``InvalidInputError`` here, before anything is sent. Pages of ``page_size`` rows are
+        read as the iteration needs them, in ``date_created`` order, past Close's ``_skip``
+        cap. The iterator's ``.page`` is the last page read, with Close's aggregates
+        (``total_results``, ``total_value_monthly`` ...).
+        """
+        query = encode_filters(filters, OPPORTUNITY_FILTERS)
+        size = check_page_size(page_size)
+        return Pager(
+            self._transport, _PATH, query, _decode_row, page_type=OpportunityPage, page_size=size
+        )
+
+    async def get(
+        self,
+        id: str,
+        /,
+        *,
+        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
+    ) -> OpportunityT:
+        """The opportunity ``id``. ``NotFoundError`` if there is none."""
+        path = f"{_PATH}{check_id(id)}/"
+        return self._decode(await self._transport.send("GET", path), response_type)
+
+    async def update(
+        self,
+        id: str,
+        /,
+        *,
+        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
+        **fields: Any,
+    ) -> OpportunityT:
+        """Change the given fields of opportunity ``id``; returns it as Close stored it.
+
+        The fields are ``create``'s, with its checks; only those given are sent (Close's PUT
+        acts as a PATCH), ``None`` sends null, and ``custom={"cf_x": None}`` unsets a custom
+        field. Nothing to change raises ``InvalidInputError``. A PUT carries absolute values,
+        so the client retries it after a timeout or a 5xx: sending it twice sets the same
+        values twice.
+        """
+        path = f"{_PATH}{check_id(id)}/"
+        body = encode_update(fields)
+        return self._decode(await self._transport.send("PUT", path, body), response_type)
+
+    async def delete(self, id: str, /) -> None:
+        """Delete opportunity ``id``. ``NotFoundError`` if it never existed.
+
+        DELETE is retried after a timeout or a 5xx; a 404 to a retry, after an earlier attempt
+        of this call reached the server without a definite answer, means that attempt deleted
+        it: that is a success, not an error.
+        """
+        path = f"{_PATH}{check_id(id)}/"
+        # Writes of this call's request to a socket, not known to have deleted nothing. One
+        # attempt may write twice: aiohttp itself re-sends an idempotent request once when its
+        # connection drops (ClientSession._request, "retry_persistent_connection").
+        earlier = current = 0  # in the attempts before this one; in this one
+
+        def on_send() -> None:
+            nonlocal earlier, current
+            earlier, current = earlier + current, 0
+
+        def on_sent(sent: bool) -> None:  # True: written once more; False: it deleted nothing
+            nonlocal current
+            current = current + 1 if sent else max(current - 1, 0)
+
+        try:
+            await self._transport.send("DELETE", path, on_send=on_send, on_sent=on_sent)
+        except NotFoundError:
+            # The 404 answered the last write: any write before it may have deleted it.
+            if earlier + current > 1:
+                return
+            raise
+
+    def _decode(self, raw: bytes, response_type: type[OpportunityT]) -> OpportunityT:
+        try:
+            return decode_opportunity(raw, response_type)
+        except DecodeError as exc:
+            raise self._transport.redact(exc) from None
+
+    # Whether this client has said that a create without lead_id makes an "Untitled" lead.
+    _untitled_warned = False
+
+    def _warn_untitled(self, item: CreateOpportunity) -> None:
+        if self._untitled_warned or item.lead_id not in (_UNSET, None):
+            return
+        self._untitled_warned = True
+        logger.warning(
+            "an opportunity created without lead_id makes Close create a new lead for it, shown "
+            'as "Untitled": create the lead first (close.leads.create(name=...)) and pass its '
+            "id as lead_id (said once per client)"
+        )
+
+
+def _decode_row(raw: bytes) -> Opportunity:
+    return decode_opportunity(raw)

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from ._resources.base import CloseModel
 from ._resources.leads.models import CreateLead, Lead
-from ._resources.opportunities.requests import AttachmentIn, CreateOpportunity, ValuePeriod
+from ._resources.opportunities.requests import (
+    AttachmentIn,
+    CreateOpportunity,
+    CreateOpportunityFields,
+    ValuePeriod,
+)
 from ._resources.opportunities.responses import (
     ActionItem,
     AdjustCloseDateDetails,
@@ -40,6 +45,7 @@ __all__ = [
     "ContactPhone",
     "CreateLead",
     "CreateOpportunity",
+    "CreateOpportunityFields",
     "FollowUpCallDetails",
     "FollowUpEmailDetails",
     "FollowUpSMSDetails",

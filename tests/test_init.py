@@ -25,6 +25,7 @@ EXPECTED_ALL = [
     "ContactPhone",
     "CreateLead",
     "CreateOpportunity",
+    "CreateOpportunityFields",
     "DecodeError",
     "FollowUpCallDetails",
     "FollowUpEmailDetails",

@@ -27,7 +27,8 @@ __all__ = ["Limiter", "TokenBucket"]
 class Limiter(Protocol):
     """What ``AsyncCloseClient(limiter=...)`` accepts: anything with these."""
 
-    async def acquire(self) -> None: ...
+    async def acquire(self) -> None:
+        """Wait until one more request may be sent (called before every attempt)."""
 
     async def __aenter__(self) -> None: ...
 

@@ -85,6 +85,7 @@ class RetryPolicy:
             raise InvalidInputError("max_retries", self.max_retries, "must be an integer")
 
     def should_retry(self, exc: BaseException) -> bool:
+        """Whether an attempt that failed with ``exc`` is tried again under this policy."""
         if isinstance(exc, RateLimitError):
             if exc.retry_after is not None and exc.retry_after > self.max_retry_wait:
                 logger.debug(
@@ -119,6 +120,7 @@ class RetryPolicy:
         return False
 
     def wait(self, state: tenacity.RetryCallState) -> float:
+        """Seconds before the next attempt: a 429's own wait, else a jittered backoff."""
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RateLimitError) and exc.retry_after is not None:
             return exc.retry_after

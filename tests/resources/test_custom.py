@@ -116,3 +116,15 @@ def test_the_decoder_of_a_model_is_typed_by_that_model(tmp_path: Path) -> None:
     revealed, errors = run_mypy(tmp_path, TYPED_SNIPPET)
     assert errors == []
     assert revealed == ['"snippet.Note"', '"snippet.Tagged"']
+
+
+def test_decode_opportunity_is_still_the_module_decoders_own_closure() -> None:
+    import close_async
+    from close_async._resources.opportunities import codec
+
+    assert close_async.decode_opportunity is codec.decode_opportunity is codec._decoder.decode
+    assert isinstance(codec._decoder, CustomDecoder)
+    assert codec._decoder.root is close_async.Opportunity
+    # A closure (one Python call on the hot path), not a bound method.
+    assert decode_opportunity.__qualname__ == "OpportunityDecoder.decode"
+    assert not hasattr(decode_opportunity, "__self__")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -58,7 +59,7 @@ def check_id(value: Any, name: str = "id") -> str:
     return value
 
 
-def encode_update(fields: dict[str, Any]) -> bytes:
+def encode_update(fields: Mapping[str, Any]) -> bytes:
     """The PUT body for ``update(id, **fields)``: only the given fields, checked as on create."""
     try:
         item = CreateOpportunity(**fields)

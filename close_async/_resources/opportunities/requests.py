@@ -36,7 +36,8 @@ class AttachmentIn(CloseModel, kw_only=True):
 
 
 class CreateOpportunityFields(TypedDict, total=False):
-    """The fields of ``CreateOpportunity`` as keyword arguments: what ``create(**fields)`` takes.
+    """The fields of ``CreateOpportunity`` as keyword arguments: what ``create(**fields)`` and
+    ``update(id, **fields)`` take (annotate a dict with it to check it before the call).
 
     One list for every signature that takes the fields as keywords (``Unpack``), so that mypy
     names a wrongly typed one; ``tests/resources/opportunities/test_fields.py`` keeps its keys

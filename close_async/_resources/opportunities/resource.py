@@ -274,7 +274,7 @@ class Opportunities:
         /,
         *,
         response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
-        **fields: Any,
+        **fields: Unpack[CreateOpportunityFields],
     ) -> OpportunityT:
         """Change the given fields of opportunity ``id``; returns it as Close stored it.
 

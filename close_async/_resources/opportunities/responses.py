@@ -46,6 +46,8 @@ SUGGESTED_ACTIONS = (
 
 
 class Attachment(CloseModel, kw_only=True):
+    """A file attached to the opportunity."""
+
     url: str | None = None
     """Where to download the file."""
     filename: str | None = None
@@ -59,6 +61,8 @@ class Attachment(CloseModel, kw_only=True):
 
 
 class CommentSummary(CloseModel, kw_only=True):
+    """The opportunity's comments: how many, and their thread."""
+
     comment_count: int = 0
     """How many comments the opportunity has."""
     thread_id: str | None = None
@@ -75,6 +79,8 @@ class IntegrationLink(CloseModel, kw_only=True):
 
 
 class ContactEmail(CloseModel, kw_only=True):
+    """An email address of a contact (here the lead's primary one)."""
+
     email: str | None = None
     """The address."""
     type: str | None = None
@@ -84,6 +90,8 @@ class ContactEmail(CloseModel, kw_only=True):
 
 
 class ContactPhone(CloseModel, kw_only=True):
+    """A phone number of a contact (here the lead's primary ones)."""
+
     phone: str | None = None
     """The number in E.164 form, e.g. ``+16505550123``."""
     phone_formatted: str | None = None
@@ -118,11 +126,15 @@ class StallStatus(CloseModel, kw_only=True):
 
 
 class ChangeStatusDetails(CloseModel, kw_only=True):
+    """The details of a ``change_status`` suggestion."""
+
     status_id: str | None = None
     """The status to move the opportunity to (``stat_...``)."""
 
 
 class FollowUpEmailDetails(CloseModel, kw_only=True):
+    """The details of a ``follow_up_email`` suggestion: a draft to send."""
+
     contact_id: str | None = None
     """The contact to email (``cont_...``)."""
     subject_draft: str | None = None
@@ -132,6 +144,8 @@ class FollowUpEmailDetails(CloseModel, kw_only=True):
 
 
 class FollowUpSMSDetails(CloseModel, kw_only=True):
+    """The details of a ``follow_up_sms`` suggestion: a draft to send."""
+
     contact_id: str | None = None
     """The contact to text (``cont_...``)."""
     message_draft: str | None = None
@@ -139,6 +153,8 @@ class FollowUpSMSDetails(CloseModel, kw_only=True):
 
 
 class FollowUpCallDetails(CloseModel, kw_only=True):
+    """The details of a ``follow_up_call`` suggestion."""
+
     contact_id: str | None = None
     """The contact to call (``cont_...``)."""
     call_plan: str | None = None
@@ -146,6 +162,8 @@ class FollowUpCallDetails(CloseModel, kw_only=True):
 
 
 class AdjustCloseDateDetails(CloseModel, kw_only=True):
+    """The details of an ``adjust_close_date`` suggestion."""
+
     close_date: dt.date | None = None
     """The suggested new expected close date."""
 

@@ -56,3 +56,18 @@ def test_a_value_period_outside_the_literal_is_refused_naming_them_all() -> None
     with pytest.raises(InvalidInputError, match="one_time, monthly, annual") as caught:
         CreateOpportunity(value_period="weekly")  # type: ignore[arg-type]
     assert caught.value.field == "value_period"
+
+
+def test_the_import_reads_as_integers_and_json_exactly_the_fields_of_those_types() -> None:
+    # The CSV reader's column kinds (close_async/_tools/rows.py) follow the one field list.
+    from close_async._tools import rows
+
+    hints = get_type_hints(CreateOpportunityFields)
+    ints = {name for name, tp in hints.items() if int in _members(tp)}
+    containers = {
+        name
+        for name, tp in hints.items()
+        if name != "custom" and {typing.get_origin(m) for m in _members(tp)} & {list, dict}
+    }
+    assert ints == rows._INT_COLUMNS
+    assert containers == rows._JSON_COLUMNS

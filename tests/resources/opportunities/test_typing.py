@@ -74,3 +74,22 @@ def test_create_keywords_come_from_the_field_list_and_mypy_names_the_one_at_faul
     assert '"confidence"' in errors[0], errors
     assert "snippet.py:6:" in errors[1], errors
     assert '"lead_idd"' in errors[1], errors
+
+
+UPDATE_SNIPPET = """\
+from close_async import AsyncCloseClient, CreateOpportunityFields
+
+async def main(close: AsyncCloseClient) -> None:
+    await close.opportunities.update("oppo_1", confidence="80")  # line 4
+    fields: CreateOpportunityFields = {"lead_id": "lead_1", "value": 500}
+    await close.opportunities.create(**fields)
+"""
+
+
+def test_update_takes_the_same_field_list_and_a_typed_dict_can_be_annotated(
+    tmp_path: Path,
+) -> None:
+    _, errors = run_mypy(tmp_path, UPDATE_SNIPPET)
+    assert len(errors) == 1, errors
+    assert "snippet.py:4:" in errors[0], errors
+    assert 'Argument "confidence" to "update"' in errors[0], errors

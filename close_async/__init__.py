@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         RedirectError,
         ServerError,
     )
+    from ._resources.leads import CreateLead, Lead
     from ._resources.opportunities.codec import decode_opportunity
     from ._resources.opportunities.reconcile import Reconciled
     from ._transport.limiter import Limiter, TokenBucket
@@ -78,6 +79,7 @@ __all__ = [
     "CommentSummary",
     "ContactEmail",
     "ContactPhone",
+    "CreateLead",
     "CreateOpportunity",
     "DecodeError",
     "FollowUpCallDetails",
@@ -85,6 +87,7 @@ __all__ = [
     "FollowUpSMSDetails",
     "IntegrationLink",
     "InvalidInputError",
+    "Lead",
     "Limiter",
     "NotFoundError",
     "Opportunity",
@@ -107,6 +110,7 @@ __all__ = [
 # The modules that hold the names of __all__, imported by the first use of any of them.
 _MODULES = (
     "._client",
+    "._resources.leads",
     "._resources.opportunities.codec",
     "._resources.opportunities.reconcile",
     "._exceptions",

@@ -14,6 +14,7 @@ import aiohttp
 
 from . import _constants as const
 from ._exceptions import CloseError, InvalidInputError
+from ._resources.leads import Leads
 from ._resources.opportunities.resource import Opportunities
 from ._transport.http import HTTPTransport
 from ._transport.limiter import Limiter
@@ -89,6 +90,7 @@ class AsyncCloseClient:
             session=session,
         )
         self.opportunities = Opportunities(self._transport)
+        self.leads = Leads(self._transport)
 
     def __repr__(self) -> str:
         kind = "oauth_token" if self._authorization.startswith("Bearer") else "api_key"

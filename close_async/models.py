@@ -8,6 +8,7 @@ validates itself on construction and raises ``InvalidInputError`` naming the fie
 from __future__ import annotations
 
 from ._resources.base import CloseModel
+from ._resources.leads.models import CreateLead, Lead
 from ._resources.opportunities.requests import AttachmentIn, CreateOpportunity, ValuePeriod
 from ._resources.opportunities.responses import (
     ActionItem,
@@ -37,11 +38,13 @@ __all__ = [
     "CommentSummary",
     "ContactEmail",
     "ContactPhone",
+    "CreateLead",
     "CreateOpportunity",
     "FollowUpCallDetails",
     "FollowUpEmailDetails",
     "FollowUpSMSDetails",
     "IntegrationLink",
+    "Lead",
     "Opportunity",
     "StallStatus",
     "SuggestedAction",

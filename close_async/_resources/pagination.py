@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import Any, Generic, Literal, Protocol, TypeVar
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import msgspec
 
 from .._exceptions import MSGSPEC_DECODE_ERRORS, CloseError, DecodeError, InvalidInputError
+
+if TYPE_CHECKING:
+    from .._transport.base import Transport
 
 T = TypeVar("T")
 
@@ -61,14 +63,6 @@ class Page(msgspec.Struct, kw_only=True):
 
 
 PageT = TypeVar("PageT", bound=Page)
-
-
-class Sender(Protocol):
-    """What the pager needs of a transport."""
-
-    async def send(self, method: str, path: str, body: bytes = b"") -> bytes: ...
-
-    def redact(self, error: DecodeError) -> DecodeError: ...
 
 
 def encode_filters(filters: Mapping[str, Any], kinds: Mapping[str, FilterKind]) -> dict[str, str]:
@@ -130,7 +124,7 @@ class Pager(AsyncIterator[T], Generic[T, PageT]):
 
     def __init__(
         self,
-        transport: Sender,
+        transport: Transport,
         path: str,
         query: Mapping[str, str],
         decode: Callable[[bytes], T],
@@ -203,8 +197,7 @@ class Pager(AsyncIterator[T], Generic[T, PageT]):
             skip = 0
 
     async def _read(self, query: Mapping[str, str]) -> PageT:
-        path = f"{self._path}?{urlencode({**query, '_order_by': ORDER_BY})}"
-        raw = await self._transport.send("GET", path)
+        raw = await self._transport.send("GET", self._path, params={**query, "_order_by": ORDER_BY})
         try:
             page: PageT = self._page_decoder.decode(raw)
         except MSGSPEC_DECODE_ERRORS as exc:

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from close_async import AsyncCloseClient
+from close_async.testing import FakeCloseServer
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -106,6 +109,13 @@ async def serving(handle: Any) -> AsyncIterator[str]:
     """The opportunity endpoint answered by ``handle`` on 127.0.0.1; yields its base URL."""
     app = web.Application()
     app.router.add_route("*", "/api/v1/opportunity/", handle)
+    async with serving_app(app) as base_url:
+        yield base_url
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: web.Application) -> AsyncIterator[str]:
+    """``app`` (routes under ``/api/v1/``) on 127.0.0.1; yields its base URL."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -114,3 +124,15 @@ async def serving(handle: Any) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def fake_and_client(
+    **options: Any,
+) -> AsyncIterator[tuple[FakeCloseServer, AsyncCloseClient]]:
+    """A ``FakeCloseServer(**options)`` and a client pointed at it, both closed after."""
+    async with (
+        FakeCloseServer(**options) as server,
+        AsyncCloseClient("api_test", base_url=server.base_url) as close,
+    ):
+        yield server, close

@@ -8,7 +8,6 @@ the field and the value.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping
 from typing import Any, Literal, Union
 
@@ -17,6 +16,8 @@ import msgspec
 from ..._constants import CUSTOM_PREFIX as _PREFIX
 from ..._exceptions import InvalidInputError
 from ..base import CloseModel
+from ..checks import CHECKED as _CHECKED
+from ..checks import check_json_value
 
 UNSET = msgspec.UNSET
 
@@ -98,32 +99,6 @@ def check_custom(custom: Any) -> None:
             raise InvalidInputError("custom", key, f"keys must be custom field ids 'cf_...'{hint}")
         if isinstance(value, _CHECKED):
             check_json_value(f"custom.{key}", value)
-
-
-# Values JSON would carry wrongly without an error: msgspec writes NaN and infinity as null
-# (which would clear the field), and a naive datetime without an offset (which Close reads as
-# UTC, silently shifting it). Scalars of other types cost one isinstance check.
-_CONTAINERS = (list, tuple, dict, set, frozenset)
-_CHECKED = (float, dt.datetime, *_CONTAINERS)
-
-
-def check_json_value(name: str, value: Any) -> None:
-    """Reject NaN, infinities and naive datetimes anywhere inside ``value``, naming ``name``."""
-    stack = [value]
-    seen: set[int] = set()  # a container met twice (shared, or a cycle) is walked once
-    while stack:
-        node = stack.pop()
-        if isinstance(node, float):
-            if not math.isfinite(node):
-                raise InvalidInputError(
-                    name, node, "must be a finite number (JSON has no NaN or infinity)"
-                )
-        elif isinstance(node, dt.datetime):
-            if node.utcoffset() is None:
-                raise InvalidInputError(name, node, "must be timezone-aware")
-        elif isinstance(node, _CONTAINERS) and id(node) not in seen:
-            seen.add(id(node))
-            stack.extend(node.values() if isinstance(node, dict) else node)
 
 
 def _check_int(

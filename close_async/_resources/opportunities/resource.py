@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Container, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ else:
     OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
 _UNSET: Any = msgspec.UNSET
 _PATH = "opportunity/"
+logger = logging.getLogger("close_async")
 
 
 class Opportunities:
@@ -234,6 +236,7 @@ class Opportunities:
 
         An error that may have created something carries ``sent_at`` (see ``SentClock``)."""
         body = encode_create(item)
+        self._warn_untitled(item)
         clock = on_sent if isinstance(on_sent, SentClock) else SentClock(on_sent)
         try:
             raw = await self._transport.send("POST", _PATH, body, on_send=on_send, on_sent=clock)
@@ -337,6 +340,19 @@ class Opportunities:
             return decode_opportunity(raw, response_type)
         except DecodeError as exc:
             raise self._transport.redact(exc) from None
+
+    # Whether this client has said that a create without lead_id makes an "Untitled" lead.
+    _untitled_warned = False
+
+    def _warn_untitled(self, item: CreateOpportunity) -> None:
+        if self._untitled_warned or item.lead_id not in (_UNSET, None):
+            return
+        self._untitled_warned = True
+        logger.warning(
+            "an opportunity created without lead_id makes Close create a new lead for it, shown "
+            'as "Untitled": create the lead first (close.leads.create(name=...)) and pass its '
+            "id as lead_id (said once per client)"
+        )
 
 
 def _decode_row(raw: bytes) -> Opportunity:

@@ -20,7 +20,7 @@ from close_async import (
     Opportunity,
     RetryPolicy,
 )
-from tests.resources.opportunities.test_list import serve
+from tests.support.servers import serving_app as serve
 
 BASE = "https://api.close.com/api/v1/"
 OPP_ID = "oppo_FgrpAmjn3038nP03AtkSYza3DVn2ZoUWk682Px55L5o"

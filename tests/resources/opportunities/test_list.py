@@ -3,35 +3,21 @@ refused before sending. Against a small server that keeps the rows and records e
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import pytest
 from aiohttp import web
 
-from close_async import AsyncCloseClient, DecodeError, InvalidInputError
+from close_async import AsyncCloseClient, DecodeError, InvalidInputError, RetryPolicy
 from close_async._resources import pagination
 from close_async._resources.opportunities.operations import OpportunityPage
 from close_async._resources.pagination import MAX_SKIP, Pager
+from tests.support.servers import serving_app as serve
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """``app`` on 127.0.0.1; yields its API root."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/api/v1/"
-    finally:
-        await runner.cleanup()
 
 
 class ListServer:
@@ -107,6 +93,26 @@ async def test_every_row_once_across_pages_in_creation_order() -> None:
     ]
     assert all(q["_order_by"] == "date_created" for q in server.queries)
     assert all(q["lead_id"] == "lead_1" for q in server.queries)
+
+
+async def test_a_page_lost_to_a_5xx_is_read_again_nothing_doubled() -> None:
+    server = ListServer()
+    server.add(30)
+    failed: list[int] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        if request.query.get("_skip") == "10" and not failed:
+            failed.append(1)
+            return web.Response(status=502, text="<html>Bad Gateway</html>")
+        return await server.handle(request)
+
+    app = web.Application()
+    app.router.add_get("/api/v1/opportunity/", flaky)
+    async with serve(app) as base, AsyncCloseClient("k", base_url=base) as close:
+        close.retry_policy = RetryPolicy(initial_backoff=0.001, max_backoff=0.002)
+        ids = await collect(close.opportunities.list(page_size=10))
+    assert failed == [1]
+    assert ids == [r["id"] for r in server.rows]
 
 
 async def test_rows_keep_their_custom_fields_and_the_page_its_aggregates() -> None:

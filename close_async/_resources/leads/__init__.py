@@ -1,0 +1,25 @@
+"""The lead resource: one folder (models, resource)."""
+
+from __future__ import annotations
+
+from .models import (
+    CreateLead,
+    Lead,
+    LeadAddress,
+    LeadContact,
+    LeadContactEmail,
+    LeadContactPhone,
+    LeadContactURL,
+)
+from .resource import Leads
+
+__all__ = [
+    "CreateLead",
+    "Lead",
+    "LeadAddress",
+    "LeadContact",
+    "LeadContactEmail",
+    "LeadContactPhone",
+    "LeadContactURL",
+    "Leads",
+]

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ._resources.leads import CreateLead, Lead
     from ._resources.opportunities.codec import decode_opportunity
     from ._resources.opportunities.reconcile import Reconciled
+    from ._resources.opportunities.resource import Opportunities
     from ._transport.limiter import Limiter, TokenBucket
     from ._transport.redis import RedisTokenBucket
     from ._transport.retry import RetryPolicy
@@ -90,6 +91,7 @@ __all__ = [
     "Lead",
     "Limiter",
     "NotFoundError",
+    "Opportunities",
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",

@@ -7,19 +7,31 @@ is given that transport, never the client (a resource sees only ``send()`` and `
 from __future__ import annotations
 
 import base64
+import math
 import os
+from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 import aiohttp
+import msgspec
 
 from . import _constants as const
-from ._exceptions import CloseError, InvalidInputError
+from ._exceptions import MSGSPEC_DECODE_ERRORS, CloseError, DecodeError, InvalidInputError
+from ._resources.checks import check_json_value
 from ._resources.leads import Leads
 from ._resources.opportunities.resource import Opportunities
+from ._transport.base import Params, ParamValue
 from ._transport.http import HTTPTransport
 from ._transport.limiter import Limiter
 from ._transport.pacer import Pacer
 from ._transport.retry import RetryPolicy
+
+#: The methods ``request()`` sends; of these, GET, HEAD, PUT and DELETE are retried after an
+#: ambiguous failure (``_transport.outcome.IDEMPOTENT_METHODS``), POST and PATCH are not.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder()
 
 
 class AsyncCloseClient:
@@ -68,6 +80,7 @@ class AsyncCloseClient:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidInputError("base_url", base_url, "must be an http(s) URL")
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        """The API's base URL, ending in ``/``."""
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise InvalidInputError("timeout", timeout, "must be a number of seconds > 0")
         if isinstance(max_connections, bool) or not isinstance(max_connections, int):
@@ -90,7 +103,9 @@ class AsyncCloseClient:
             session=session,
         )
         self.opportunities = Opportunities(self._transport)
+        """The opportunity resource: ``create``, ``create_many``, ``stream_create``."""
         self.leads = Leads(self._transport)
+        """The lead resource: ``create``."""
 
     def __repr__(self) -> str:
         kind = "oauth_token" if self._authorization.startswith("Bearer") else "api_key"
@@ -118,6 +133,7 @@ class AsyncCloseClient:
 
     @property
     def closed(self) -> bool:
+        """True once ``aclose()`` ran (or the ``async with`` block ended)."""
         return self._transport.closed
 
     @property
@@ -147,6 +163,83 @@ class AsyncCloseClient:
     def pacer(self) -> Pacer | None:
         """The pacer that follows the server's ``RateLimit`` headers (None when turned off)."""
         return self._transport.pacer
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+    ) -> Any:
+        """Call any endpoint through the same pipeline as ``create`` (auth, pacing, the limiter,
+        retries, the error tree); returns the decoded JSON answer, ``None`` for an empty body.
+
+        ```python
+        lead = await close.request("GET", "lead/lead_abc/", params={"_fields": "id,name"})
+        ```
+
+        ``path`` is relative to ``base_url`` (a leading ``/`` is allowed); ``params`` goes to the
+        query string (a list value repeats the key); ``json`` is sent as the body. GET, HEAD,
+        PUT and DELETE are treated as idempotent: their timeouts, lost connections and 5xx are
+        retried; POST and PATCH are not (as for ``create``). Bad input raises
+        ``InvalidInputError`` naming the argument, before anything is sent.
+        """
+        verb = _method(method)
+        _check_path(path)
+        query = _params(params)
+        body = b"" if json is None else _encode_json(json)
+        raw = await self._transport.send(verb, path, body, params=query)
+        if not raw.strip():
+            return None
+        try:
+            return _json_decoder.decode(raw)
+        except MSGSPEC_DECODE_ERRORS as exc:
+            error = DecodeError(f"response is not JSON: {exc}", body=raw)
+            error.may_have_succeeded = True  # answered 2xx: the request did go through
+            raise self._transport.redact(error) from exc
+
+
+def _method(method: object) -> str:
+    verb = method.upper() if isinstance(method, str) else None
+    if verb not in METHODS:
+        raise InvalidInputError("method", method, f"must be one of {', '.join(METHODS)}")
+    return verb
+
+
+def _check_path(path: object) -> None:
+    if not isinstance(path, str):
+        raise InvalidInputError("path", path, "must be a string, relative to base_url")
+    if "://" in path or path.startswith("//"):
+        # Sent after base_url, an absolute URL would carry the credentials to a wrong path.
+        raise InvalidInputError("path", path, "must be relative to base_url, not a URL")
+
+
+def _params(params: object) -> dict[str, ParamValue] | None:
+    if params is None:
+        return None
+    if not isinstance(params, Mapping):
+        raise InvalidInputError("params", params, "must be a dict of query parameters")
+    for key, value in params.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError("params", key, "keys must be non-empty strings")
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            # A bool would be sent as "True", which no Close filter reads: say it explicitly.
+            ok = isinstance(item, (str, int, float)) and not isinstance(item, bool)
+            if not ok or (isinstance(item, float) and not math.isfinite(item)):
+                raise InvalidInputError(
+                    f"params.{key}", item, "must be a string or a finite number (or a list)"
+                )
+    return dict(params)
+
+
+def _encode_json(value: Any) -> bytes:
+    check_json_value("json", value)  # NaN, infinities and naive datetimes would be sent wrong
+    try:
+        return _json_encoder.encode(value)
+    except Exception as exc:  # whatever msgspec refuses (see opportunities.codec.encode_create)
+        reason = f"{type(exc).__name__}: {exc}"
+        raise InvalidInputError("json", value, f"cannot be sent as JSON ({reason})") from exc
 
 
 def _authorization(api_key: str | None, oauth_token: str | None) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from ._version import __version__ as __version__
 
 DEFAULT_BASE_URL = "https://api.close.com/api/v1/"
@@ -9,6 +11,11 @@ API_KEY_ENV = "CLOSE_API_KEY"
 BASE_URL_ENV = "CLOSE_BASE_URL"
 # Custom fields travel as flat top-level keys with this prefix, both ways.
 CUSTOM_PREFIX = "custom."
+#: An opportunity's value periods: the request enum (closed: anything else is rejected before
+#: sending). Here, at the bottom, so that the CLI offers them without importing the SDK.
+ValuePeriod = Literal["one_time", "monthly", "annual"]
+#: The same values at run time (checks, CLI choices), derived from the type, never written again.
+VALUE_PERIODS: tuple[ValuePeriod, ...] = get_args(ValuePeriod)
 USER_AGENT = f"close-async/{__version__}"
 
 # aiohttp's own default is 300 s for the whole request: far too long for a create that should take

@@ -66,6 +66,8 @@ class CloseError(Exception):
     """Base of every close-async error."""
 
     may_have_succeeded: bool = False
+    """True when the request may have reached Close and done its work (a create
+    may exist): check before sending it again. False: nothing was created."""
     #: When the request left (its first body byte handed to the socket), tz-aware UTC: set on
     #: every error of a create with ``may_have_succeeded``, for ``opportunities.reconcile``.
     sent_at: dt.datetime | None = None
@@ -76,6 +78,7 @@ class CloseError(Exception):
         message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.message = message
+        """The error's message, as ``str(error)``."""
         self.may_have_succeeded = may_have_succeeded
 
 
@@ -85,8 +88,11 @@ class InvalidInputError(CloseError, ValueError):
     def __init__(self, field: str, value: object, reason: str) -> None:
         super().__init__(f"{field}={short_repr(value)}: {bounded(reason)}")
         self.field = field
+        """The field at fault: ``value``, ``custom.cf_tier``, ``attachments[0].url``."""
         self.value = value
+        """The value that was refused."""
         self.reason = reason
+        """Why it was refused, in words."""
 
 
 class DecodeError(CloseError):
@@ -95,6 +101,7 @@ class DecodeError(CloseError):
     def __init__(self, message: str, *, body: bytes) -> None:
         super().__init__(message)
         self.body = body
+        """The raw response body."""
 
 
 class APIConnectionError(CloseError):
@@ -119,8 +126,11 @@ class APIStatusError(CloseError):
     ) -> None:
         super().__init__(message, may_have_succeeded=may_have_succeeded)
         self.status_code = status_code
+        """The HTTP status code."""
         self.headers = headers
+        """The response headers (case-insensitive)."""
         self.raw_body = body
+        """The response body as bytes (at most its first 64 KiB)."""
 
     @property
     def body(self) -> str:
@@ -143,6 +153,7 @@ class RedirectError(APIStatusError):
 
     @property
     def location(self) -> str | None:
+        """The ``Location`` header: where the server redirected to (never followed)."""
         return self.headers.get("Location")
 
 
@@ -151,6 +162,7 @@ class BadRequestError(APIStatusError):
 
     @property
     def errors(self) -> list[Any]:
+        """Close's ``errors`` list (its ``error`` string as a list of one); empty if neither."""
         data = self.response_json
         if isinstance(data, dict):
             errors = data.get("errors")
@@ -162,6 +174,7 @@ class BadRequestError(APIStatusError):
 
     @property
     def field_errors(self) -> dict[str, Any]:
+        """Close's ``field-errors``: a message by field name; empty if none."""
         data = self.response_json
         if isinstance(data, dict) and isinstance(data.get("field-errors"), dict):
             return dict(data["field-errors"])
@@ -186,6 +199,7 @@ class RateLimitError(APIStatusError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+        """The seconds the server asked us to wait, if it said."""
 
 
 class ServerError(APIStatusError):

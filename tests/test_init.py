@@ -34,6 +34,7 @@ EXPECTED_ALL = [
     "Lead",
     "Limiter",
     "NotFoundError",
+    "Opportunities",
     "Opportunity",
     "PermissionDeniedError",
     "RateLimitError",

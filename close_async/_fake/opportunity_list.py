@@ -11,7 +11,8 @@ Query parameters, as Close takes them:
   UTC. An unencoded ``+`` in an offset arrives as a space and is refused (400 naming the
   parameter), as a real server's query parser would turn it. Other parameters are ignored.
 * ``_order_by``: ``date_created``, ``date_updated``, ``value``, ``confidence``, each optionally
-  prefixed by ``-`` (descending); ties keep creation order. Default: ``-date_created`` (newest
+  prefixed by ``-`` (descending: the ascending order reversed, ties too; ``None`` values come
+  first ascending). Default: ``-date_created`` (newest
   first), which is *not* stable while rows are added; pass ``_order_by=date_created`` to page.
 * ``_skip`` (default 0) and ``_limit`` (default and maximum ``max_limit``, 100 as Close's
   opportunity list; ``0`` answers only the aggregates). ``_skip`` above ``max_skip`` (None: no

@@ -17,10 +17,17 @@ from .._exceptions import InvalidInputError
 # UTC, silently shifting it). Scalars of other types cost one isinstance check.
 CONTAINERS = (list, tuple, dict, set, frozenset)
 CHECKED = (float, dt.datetime, *CONTAINERS)
+_SCALARS = frozenset({str, int, bool, type(None)})  # nothing inside them to check
 
 
 def check_json_value(name: str, value: Any) -> None:
     """Reject NaN, infinities and naive datetimes anywhere inside ``value``, naming ``name``."""
+    if value.__class__ is list:  # the usual: a multi-value field's ids or names, walked at once
+        for node in value:
+            if node.__class__ not in _SCALARS:
+                break
+        else:
+            return
     stack = [value]
     seen: set[int] = set()  # a container met twice (shared, or a cycle) is walked once
     while stack:

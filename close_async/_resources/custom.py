@@ -27,7 +27,7 @@ import datetime as dt
 import keyword
 import re
 from collections.abc import Callable, Collection, Iterable
-from typing import Annotated, Any, TypeVar, Union
+from typing import Annotated, Any, Generic, Protocol, TypeVar, Union, overload
 
 import msgspec
 
@@ -36,7 +36,7 @@ from .._exceptions import MSGSPEC_DECODE_ERRORS as _MSGSPEC_ERRORS
 from .._exceptions import DecodeError
 from .base import CloseModel
 
-Decode = Callable[[bytes | str], Any]
+_Bound = Callable[[bytes | str], Any]
 
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
 _DATETIME = Union[dt.datetime, None]  # noqa: UP007 (compared with a field's resolved type)
@@ -44,6 +44,7 @@ _AWARE = Union[Annotated[dt.datetime, msgspec.Meta(tz=True)], None]  # noqa: UP0
 _UNDECLARABLE = re.compile(r'[\\"\x00-\x1f]')
 _UNSET = msgspec.UNSET
 M = TypeVar("M", bound="CustomFieldsModel")
+R = TypeVar("R", bound="CustomFieldsModel", covariant=True)
 # Learning is bounded so a stream of ever-new keys cannot grow memory without limit.
 MAX_LEARNED_KEYS = 2000
 
@@ -112,18 +113,18 @@ def _read_custom(opp: CustomFieldsModel, absent: Collection[str]) -> dict[str, A
 
 
 def _restore(cls: type[CustomFieldsModel], raw: bytes) -> CustomFieldsModel:
-    return shared_decoder(cls).decode(raw, cls)  # type: ignore[no-any-return]
+    return shared_decoder(cls).decode(raw, cls)
 
 
-_SHARED: dict[type[CustomFieldsModel], CustomDecoder] = {}
+_SHARED: dict[type[CustomFieldsModel], CustomDecoder[Any]] = {}
 
 
-def share(decoder: CustomDecoder) -> None:
+def share(decoder: CustomDecoder[Any]) -> None:
     """Make ``decoder`` the one that unpickles (and copies) its root model's instances."""
     _SHARED[decoder.root] = decoder
 
 
-def shared_decoder(cls: type[CustomFieldsModel]) -> CustomDecoder:
+def shared_decoder(cls: type[CustomFieldsModel]) -> CustomDecoder[Any]:
     """The shared decoder of the model ``cls`` derives from (one is made on first need)."""
     for root in cls.__mro__:
         if root in _SHARED:
@@ -230,14 +231,33 @@ def _not_built(data: bytes | str) -> Any:
     raise _NotBuilt
 
 
-class CustomDecoder:
+class Decode(Protocol[R]):
+    """The signature of ``CustomDecoder(Model).decode``: ``Model``, or the ``type`` given."""
+
+    @overload
+    def __call__(self, data: bytes | str, type: None = None) -> R: ...
+    @overload
+    def __call__(self, data: bytes | str, type: type[M]) -> M: ...
+
+
+class CustomDecoder(Generic[R]):
     """Decodes responses of the model ``root`` (or a subclass with typed custom fields) in one
-    pass. ``decode(data, type=None)``: ``type`` defaults to ``root``."""
+    pass. ``decode(data, type=None)``: ``type`` defaults to ``root``.
 
-    decode: Callable[..., Any]
+    ``root`` is any ``CustomFieldsModel`` with an ``id`` field (a response without a non-empty
+    ``id`` is a ``DecodeError``). Make one per model, at module level, and ``share`` it::
 
-    def __init__(self, root: type[CustomFieldsModel]) -> None:
-        self.root = root
+        _decoder = CustomDecoder(Lead)
+        share(_decoder)  # the decoder that unpickles and copies Leads
+        decode_lead = _decoder.decode  # (data) -> Lead; (data, LeadSubclass) -> LeadSubclass
+    """
+
+    decode: Decode[R]
+
+    def __init__(self, root: type[R]) -> None:
+        if "id" not in root.__struct_fields__:
+            raise TypeError(f"{root.__name__} has no id field: CustomDecoder needs one")
+        self.root: type[R] = root
         name = root.__name__
         self._noun = f"{'an' if name[:1].upper() in 'AEIOU' else 'a'} {name}"
         # Insertion-ordered set of the top-level keys seen that no model declares: custom.*
@@ -246,14 +266,14 @@ class CustomDecoder:
         self._fast: dict[type[CustomFieldsModel], _FastType] = {}
         # By target type: msgspec's own bound decode method (or, for typed custom fields, a
         # small wrapper), so that the hot path adds a single Python call to msgspec's work.
-        self._decoders: dict[type[CustomFieldsModel], Decode] = {}
+        self._decoders: dict[type[CustomFieldsModel], _Bound] = {}
         # Types for payloads whose keys could not be learned any more (the bound was reached).
         self._overflow: dict[tuple[type[CustomFieldsModel], frozenset[str]], _FastType] = {}
         # By target type: the keys its own fields declare (they never change).
         self._declared: dict[type[CustomFieldsModel], frozenset[str]] = {}
         self.decode, self._set_default = self._hot_path()
 
-    def _hot_path(self) -> tuple[Callable[..., Any], Callable[[Decode], None]]:
+    def _hot_path(self) -> tuple[Decode[R], Callable[[_Bound], None]]:
         """``decode``: a closure, because its whole overhead budget is one Python call.
 
         A bound method with a dict lookup per call cost ~5% of a small decode; a closure that
@@ -261,7 +281,7 @@ class CustomDecoder:
         """
         decoders = self._decoders
         root = self.root
-        default: Decode = _not_built  # until built, and again when keys are learned
+        default: _Bound = _not_built  # until built, and again when keys are learned
 
         def decode(
             data: bytes | str, type: type[CustomFieldsModel] | None = None
@@ -277,12 +297,12 @@ class CustomDecoder:
             self._fast_type(type or root)  # which makes the next call find it
             return decode(data, type)
 
-        def set_default(function: Decode) -> None:
+        def set_default(function: _Bound) -> None:
             nonlocal default
             default = function
 
         decode.__qualname__ = f"{type(self).__name__}.decode"
-        return decode, set_default
+        return decode, set_default  # type: ignore[return-value]  # (the overloads: see Decode)
 
     def _decode_exact(self, raw: bytes, type: type[M]) -> M:
         try:

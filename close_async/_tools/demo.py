@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from .._client import AsyncCloseClient
+from .._constants import VALUE_PERIODS
 from ..testing import FakeCloseServer
 from .importer import ImportSummary, run_import
 from .journal import Journal
@@ -47,7 +48,7 @@ def write_rows(path: Path, rows: int, seed: int = 7) -> None:
             row = {
                 "lead_id": f"lead_demo{rng.randrange(10**6):06d}",
                 "value": str(rng.randrange(50, 5000) * 10000),
-                "value_period": rng.choice(["one_time", "monthly", "annual"]),
+                "value_period": rng.choice(VALUE_PERIODS),
                 "confidence": str(rng.randrange(0, 101, 5)),
                 "note": f"demo row {i}",
                 "custom.cf_tier": rng.choice(["Gold", "Silver", "Bronze", ""]),

@@ -162,13 +162,17 @@ async def run_import(
         if output is not None:  # outcomes only
             output.write(_encoder.encode({"row": row, "state": state, **fields}).decode() + "\n")
 
+    # A journal with no row recorded yet (a first run) has no state for any line this run
+    # reads: lines come in order, and this run records a line only once it has read it.
+    earlier = journal if journal is not None and any(journal.states) else None
+
     def to_send() -> Iterator[CreateOpportunity]:
         for row in read_rows(path, codec):
             if summary.stopped is not None or (stop is not None and stop.reason is not None):
                 return
             summary.rows += 1
             summary.last_line = row.line
-            previous = journal.state(row.line) if journal is not None else None
+            previous = earlier.state(row.line) if earlier is not None else None
             if previous in _SENT and journal is not None and _differs(journal, row):
                 raise InvalidInputError(  # check_input refuses this before anything is sent
                     "journal",
@@ -235,6 +239,33 @@ async def run_import(
     # worker waiting to put one there): a hard cut cancels consume, and these are still known.
     finished: dict[int, Opportunity | CloseError] = {}
 
+    def account(row: Row, result: Any) -> bool:
+        """Account for any other result; False when it was not sent at all."""
+        nonlocal failures
+        if isinstance(result, (_NotSent, JournalWriteError)):
+            summary.not_sent += 1
+            if isinstance(result, JournalWriteError):
+                halt(str(result), EXIT_JOURNAL)
+            return False
+        reason = _stop_reason(result, client, failures if summary.created else None)
+        failures = failures + 1 if isinstance(result, APIConnectionError) else 0
+        if reason is not None:
+            halt(reason, EXIT_STOPPED)
+        refused = reason is not None or bool(
+            summary.stopped and _same_stop(result, summary.stopped)
+        )
+        if refused and isinstance(result, RateLimitError):
+            summary.not_sent += 1  # the journal says "waiting" (on_sent): the re-run sends it
+        elif refused and not getattr(result, "may_have_succeeded", False):
+            summary.not_sent += 1  # refused like the rest: the journal says "failed"
+            note(row.line, "failed", error=str(result))
+        else:
+            _record(row, result, summary, note)
+            if _unknown(result) and unknowns is not None and row.item is not None:
+                item = to_create(row.item)  # it was valid: it was sent
+                unknowns.append(UnknownRow(row.line, item, result.sent_at, row.digest))
+        return True
+
     async def consume(results: AsyncIterator[tuple[int, Any]] | None = None) -> None:
         nonlocal failures
         stream = results or client.opportunities.stream_create(
@@ -249,28 +280,11 @@ async def run_import(
             row = pending.pop(index)
             if tracker is not None:
                 tracker.finished(row.line)
-            if isinstance(result, (_NotSent, JournalWriteError)):
-                summary.not_sent += 1
-                if isinstance(result, JournalWriteError):
-                    halt(str(result), EXIT_JOURNAL)
-                continue
-            reason = _stop_reason(result, client, failures if summary.created else None)
-            failures = failures + 1 if isinstance(result, APIConnectionError) else 0
-            if reason is not None:
-                halt(reason, EXIT_STOPPED)
-            refused = reason is not None or bool(
-                summary.stopped and _same_stop(result, summary.stopped)
-            )
-            if refused and isinstance(result, RateLimitError):
-                summary.not_sent += 1  # the journal says "waiting" (on_sent): the re-run sends it
-            elif refused and not getattr(result, "may_have_succeeded", False):
-                summary.not_sent += 1  # refused like the rest: the journal says "failed"
-                note(row.line, "failed", error=str(result))
-            else:
+            if isinstance(result, Opportunity) and summary.stopped is None:  # the usual case
+                failures = 0
                 _record(row, result, summary, note)
-                if _unknown(result) and unknowns is not None and row.item is not None:
-                    item = to_create(row.item)  # it was valid: it was sent
-                    unknowns.append(UnknownRow(row.line, item, result.sent_at, row.digest))
+            elif not account(row, result):
+                continue
             if tracker is not None and tracker.error is not None:
                 halt(str(tracker.error), EXIT_JOURNAL)
             if journal is not None and journal.full is not None:

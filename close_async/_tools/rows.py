@@ -35,7 +35,7 @@ _BOMS = (
 )
 
 
-@dataclass
+@dataclass(slots=True)  # ~0.3 us less a row to build
 class Row:
     """One input row: its line number, a digest of its text, and the item or why it is bad."""
 
@@ -133,7 +133,8 @@ def _csv_rows(path: Path, encoding: str, items: bool = True, digests: bool = Tru
             header = None
         if header is None:
             return
-        columns = [c.strip() for c in header]
+        plan = _plan([c.strip() for c in header])
+        join, digest = "\x1f".join, _digest if digests else None
         while True:
             try:
                 cells = next(reader)
@@ -142,39 +143,55 @@ def _csv_rows(path: Path, encoding: str, items: bool = True, digests: bool = Tru
             except csv.Error as exc:  # a cell over csv's field_size_limit (128 KiB), say
                 yield Row(reader.line_num, "0", error=InvalidInputError("row", "...", str(exc)))
                 continue
-            text = "\x1f".join(cells)
+            text = join(cells)
             if not text.strip():  # every cell blank (the separator "\x1f" is whitespace too)
                 continue
-            digest = _digest(text) if digests else ""
-            row = Row(reader.line_num, digest, error=_bad_text(text, encoding))
-            if row.error is None and items:
+            error = _bad_text(text, encoding) if not text.isascii() or "\x00" in text else None
+            row = Row(reader.line_num, digest(text) if digest else "", error=error)
+            if error is None and items:
                 try:
-                    row.item = _csv_item(columns, cells)
+                    row.item = _csv_item(plan, cells)
                 except InvalidInputError as exc:
                     row.error = exc
             yield row
 
 
-def _csv_item(columns: list[str], cells: list[str]) -> dict[str, Any]:
+# What a CSV column's cells become (decided once per file from the header, not once per cell).
+_STR, _INT, _JSON, _CUSTOM = 0, 1, 2, 3
+
+
+def _plan(columns: list[str]) -> list[tuple[str, int]]:
+    kinds = []
+    for column in columns:
+        if column in _INT_COLUMNS:
+            kinds.append((column, _INT))
+        elif column in _JSON_COLUMNS:
+            kinds.append((column, _JSON))
+        else:
+            kinds.append((column, _CUSTOM if column.startswith(CUSTOM_PREFIX) else _STR))
+    return kinds
+
+
+def _csv_item(plan: list[tuple[str, int]], cells: list[str]) -> dict[str, Any]:
     """A CSV row in Close's wire types: an empty cell is not sent; ``value`` and ``confidence``
     are integers; ``attachments``/``custom_fields`` and custom cells starting with ``[`` are JSON
     (multi-value custom fields); every other cell is a string."""
-    if len(cells) > len(columns):
-        raise InvalidInputError("row", cells, f"has {len(cells)} cells for {len(columns)} columns")
+    if len(cells) > len(plan):
+        raise InvalidInputError("row", cells, f"has {len(cells)} cells for {len(plan)} columns")
     item: dict[str, Any] = {}
-    for column, cell in zip(columns, cells, strict=False):
-        if cell == "":
+    for (column, kind), cell in zip(plan, cells):  # noqa: B905 (fewer cells: the rest unset)
+        if not cell:
             continue
-        if column in _INT_COLUMNS:
+        if kind == _STR or (kind == _CUSTOM and cell[0] != "["):
+            item[column] = cell
+        elif kind == _INT:
             try:
-                item[column] = int(cell.strip())
+                item[column] = int(cell)  # int() itself ignores surrounding whitespace
             except ValueError:
                 raise InvalidInputError(column, cell, "must be an integer") from None
-        elif column in _JSON_COLUMNS or (column.startswith(CUSTOM_PREFIX) and cell.startswith("[")):
+        else:
             try:
                 item[column] = _decoder.decode(cell)
             except (msgspec.DecodeError, RecursionError):
                 raise InvalidInputError(column, cell, "must be JSON") from None
-        else:
-            item[column] = cell
     return item

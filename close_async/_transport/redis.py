@@ -150,6 +150,8 @@ class RedisTokenBucket:
         self._interval_us = math.ceil(1_000_000 / self.rate)  # rounded towards the safe side
         parts = [key] if identity is None else [key, _identity_hash(identity)]
         self.key = ":".join([*parts, group])
+        """The bucket's Redis key: ``key``, a hash of ``identity`` (if given) and the
+        endpoint group, joined by ``:``."""
         # One hash tag: both keys live in the same Redis Cluster slot, as a script requires.
         self._keys = [f"{{{self.key}}}:tat", f"{{{self.key}}}:paused"]
         self._owns_redis = isinstance(redis, str)

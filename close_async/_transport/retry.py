@@ -55,11 +55,20 @@ class RetryPolicy:
     """How the client retries. Every field has a safe default."""
 
     max_retries: int = DEFAULT_MAX_RETRIES
+    """Retries after the first attempt, for failures other than 429s (0: none)."""
     max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    """The longest single wait (seconds) a 429 may ask: a longer one raises
+    ``RateLimitError`` at once."""
     deadline: float | None = None
+    """Seconds from the first attempt after which no retry is started (None: no limit)."""
     retry_unknown_outcome: bool = False
+    """Also retry a create whose outcome is unknown (a timeout or 5xx after it
+    was sent), which may duplicate it. Off by default."""
     initial_backoff: float = INITIAL_BACKOFF
+    """The first wait (seconds) when the server names none; doubled each time,
+    with full jitter."""
     max_backoff: float = MAX_BACKOFF
+    """The cap on that wait, in seconds."""
 
     def __post_init__(self) -> None:
         checks = {

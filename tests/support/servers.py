@@ -105,10 +105,11 @@ def server_executable() -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def serving(handle: Any) -> AsyncIterator[str]:
-    """The opportunity endpoint answered by ``handle`` on 127.0.0.1; yields its base URL."""
+async def serving(handle: Any, route: str = "/api/v1/opportunity/") -> AsyncIterator[str]:
+    """``route`` (the opportunity endpoint by default) answered by ``handle`` on 127.0.0.1;
+    yields the base URL (``.../api/v1/``)."""
     app = web.Application()
-    app.router.add_route("*", "/api/v1/opportunity/", handle)
+    app.router.add_route("*", route, handle)
     async with serving_app(app) as base_url:
         yield base_url
 

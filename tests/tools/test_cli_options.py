@@ -315,7 +315,7 @@ def test_an_empty_input_says_so_and_exits_2(
 def test_summary_is_wrapped_to_the_terminal_width(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from close_async._tools.cli import print_summary
+    from close_async._tools.cli_summary import print_summary
     from close_async._tools.importer import ImportSummary
 
     reason = "HTTP 400: the lead does not exist or was merged into another lead long ago"

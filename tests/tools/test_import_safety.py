@@ -75,7 +75,11 @@ def test_a_second_run_on_the_same_journal_is_refused_naming_the_first(tmp_path: 
     with server_thread(latency=0.05) as fake:  # the first run takes 2 s
         first = start(args, fake.base_url)
         wait_for(lambda: "created" in states(journal), first)
-        second = run(args, fake.base_url)
+        first.send_signal(signal.SIGSTOP)  # still running when the second starts, however slow
+        try:
+            second = run(args, fake.base_url)
+        finally:
+            first.send_signal(signal.SIGCONT)
         assert second.returncode == 2, second.stderr
         assert f"pid {first.pid}" in second.stderr
         assert "in use by another import" in second.stderr

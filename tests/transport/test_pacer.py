@@ -1,9 +1,8 @@
 """Tests for _transport.pacer: a Window driven directly with the fake loop clock (no HTTP).
 
 Unit tests walk every rule of the module docstring, asserting who is admitted when rather than
-the internals; the simulations at the end put a crowd of acquirers in front of a small
-fixed-window server and check the promises as properties. Defects they found are pinned as
-regression tests.
+the internals. The simulations (a crowd in front of a small fixed-window server) are in
+test_pacer_simulation.py; defects they found are pinned here as regression tests.
 """
 
 from __future__ import annotations
@@ -11,82 +10,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
 import random
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from close_async._transport.pacer import _MARGIN, _UNKNOWN_PAUSE, PROBE_PATIENCE, Pacer, Window
 from close_async._transport.ratelimit import RateLimitInfo
-from tests.support.clock import T0, FakeClock
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[FakeClock]:
-    """The loop's clock, frozen at a round T0 (so sums of binary fractions stay exact)."""
-    with FakeClock(T0) as fake:
-        yield fake
-
-
-def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    return asyncio.get_running_loop().create_task(coro)
-
-
-def report(remaining: int, reset: float, limit: int | None = 10) -> RateLimitInfo:
-    return RateLimitInfo(limit=limit, remaining=remaining, reset=reset)
-
-
-async def queue_up(window: Window, n: int, clock: FakeClock) -> list[asyncio.Task[int]]:
-    """n acquirers, queued in index order (tasks first run in the order they were created)."""
-    tasks = [spawn(window.acquire()) for _ in range(n)]
-    await clock.settle()
-    return tasks
-
-
-def granted(tasks: list[asyncio.Task[int]]) -> list[int]:
-    return [t.result() for t in tasks if t.done() and not t.cancelled()]
-
-
-async def learned(
-    window: Window,
-    clock: FakeClock,
-    *,
-    limit: int | None = 10,
-    remaining: int = 9,
-    reset: float = 1.0,
-    rtt: float = 0.0,
-) -> None:
-    """The cold-start probe goes out now and comes back ``rtt`` later with the first report:
-    the window then ends in ``[now + reset, now + rtt + reset + _MARGIN]``."""
-    ticket = await window.acquire()
-    if rtt:
-        await clock.advance(rtt)
-    window.release(ticket, report(remaining, reset, limit), status=200, pause=None)
-
-
-async def cancel_all(tasks: list[asyncio.Task[Any]]) -> list[Any]:
-    for task in tasks:
-        task.cancel()
-    return await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def admitted_at(window: Window, clock: FakeClock, until: float) -> float | None:
-    """Queue one acquirer and run the clock up to ``until``: when was it admitted?"""
-    loop = asyncio.get_running_loop()
-    admitted: list[float] = []
-
-    async def acquirer() -> None:
-        await window.acquire()
-        admitted.append(loop.time())
-
-    task = spawn(acquirer())
-    await clock.advance(until - clock.now)
-    await cancel_all([task])
-    return admitted[0] if admitted else None
-
+from tests.support.clock import FakeClock
+from tests.support.pacer import (
+    admitted_at,
+    answer,
+    cancel_all,
+    granted,
+    learned,
+    queue_up,
+    report,
+    spawn,
+)
 
 # --------------------------------------------------------------------------------------------
 # Cold start: one probe at a time until the first report
@@ -506,10 +447,6 @@ async def test_the_roll_comes_as_soon_as_the_end_is_certain_and_never_before(
         assert admitted >= end, seed  # never early
         assert admitted == pytest.approx(end + min(downlinks) + _MARGIN, abs=1e-9), seed
     assert reordered >= 20
-
-
-def answer(window: Window, ticket: int, info: RateLimitInfo) -> None:
-    window.release(ticket, info, status=200, pause=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1200,232 +1137,6 @@ def test_pacer_keeps_one_window_per_group() -> None:
         "paused_until=0.000>, <Window opportunities limit=None available=0 in_flight=0 "
         "waiters=0 paused_until=0.000>]>"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Simulation: a fixed-window server, a crowd of acquirers, latencies from a seeded Random
-# --------------------------------------------------------------------------------------------
-
-Latency = Callable[[random.Random], float]
-
-
-@dataclass
-class Simulation:
-    """``limit`` requests per ``window`` seconds on the server's clock, windows aligned to a
-    start that falls mid-window for the client. A request reaches the server ``uplink`` after
-    it is sent (in send order when ``in_order``, else whenever its own latency says), is
-    counted there, and its response comes back ``downlink`` later."""
-
-    limit: int
-    window: float
-    uplink: Latency
-    downlink: Latency
-    in_order: bool = True
-    think: Latency | None = None  # pause of each worker between requests
-    whole_seconds: bool = False  # reports round reset up to whole seconds, like live Close
-    # results
-    arrivals: collections.Counter[int] = field(default_factory=collections.Counter)
-    rejected: int = 0
-    events: list[str] = field(default_factory=list)
-    late_reports: int = 0  # of a window older than one reported before
-    late_reports_that_raised_the_budget: int = 0
-    start: float = 0.0
-
-    async def run(self, clock: FakeClock, *, workers: int, windows: int, seed: int) -> None:
-        loop = asyncio.get_running_loop()
-        rnd = random.Random(seed)
-        pacer = Window("sim")
-        self.start = clock.now - 0.37 * self.window
-        stop_at = clock.now + windows * self.window
-        in_transit: collections.deque[asyncio.Future[tuple[int, RateLimitInfo, int]]]
-        in_transit = collections.deque()
-        newest_reported = -1
-
-        def deliver(
-            fut: asyncio.Future[tuple[int, RateLimitInfo, int]],
-            answer: tuple[int, RateLimitInfo, int],
-        ) -> None:
-            if not fut.done():  # its worker may have been cancelled at the end of the run
-                fut.set_result(answer)
-
-        def serve(fut: asyncio.Future[tuple[int, RateLimitInfo, int]]) -> None:
-            now = loop.time()
-            idx = math.floor((now - self.start) / self.window)
-            reset = self.start + (idx + 1) * self.window - now
-            self.arrivals[idx] += 1
-            if self.whole_seconds:
-                reset = float(math.ceil(reset))
-            if self.arrivals[idx] > self.limit:
-                self.rejected += 1
-                answer = (429, RateLimitInfo(self.limit, 0, reset, self.whole_seconds), idx)
-            else:
-                remaining = self.limit - self.arrivals[idx]
-                info = RateLimitInfo(self.limit, remaining, reset, self.whole_seconds)
-                answer = (200, info, idx)
-            loop.call_later(self.downlink(rnd), deliver, fut, answer)
-
-        async def worker() -> None:
-            nonlocal newest_reported
-            while loop.time() < stop_at:
-                if self.think is not None:
-                    await asyncio.sleep(self.think(rnd))
-                ticket = await pacer.acquire()
-                self.events.append("send")
-                fut: asyncio.Future[tuple[int, RateLimitInfo, int]] = loop.create_future()
-                if self.in_order:
-                    in_transit.append(fut)
-                    loop.call_later(self.uplink(rnd), lambda: serve(in_transit.popleft()))
-                else:
-                    loop.call_later(self.uplink(rnd), serve, fut)
-                status, info, idx = await fut
-                self.events.append("report")
-                available, in_flight = pacer.available, pacer.in_flight
-                pause = info.reset if status == 429 else None
-                pacer.release(ticket, info, status=status, pause=pause)
-                if idx < newest_reported:
-                    self.late_reports += 1
-                    handed_out = pacer.in_flight - (in_flight - 1)  # to waiters, by release()
-                    if pacer.available + handed_out > available:
-                        self.late_reports_that_raised_the_budget += 1
-                newest_reported = max(newest_reported, idx)
-
-        tasks = [spawn(worker()) for _ in range(workers)]
-        await clock.advance(windows * self.window, rounds=8)
-        outcomes = await cancel_all(tasks)
-        assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
-
-    def full_windows(self, clock_start: float, windows: int) -> list[int]:
-        """Server windows that lie wholly inside the run, by index."""
-        first = math.ceil((clock_start - self.start) / self.window)
-        last = math.floor((clock_start + windows * self.window - self.start) / self.window)
-        return list(range(first, last))
-
-    def used(self, clock_start: float, windows: int) -> float:
-        """Arrivals over the windows wholly inside the run, as a share of what they allow."""
-        full = self.full_windows(clock_start, windows)
-        assert len(full) >= windows - 1
-        return sum(self.arrivals[i] for i in full) / (self.limit * len(full))
-
-
-def fixed(seconds: float) -> Latency:
-    return lambda rnd: seconds
-
-
-def uniform(low: float, high: float) -> Latency:
-    return lambda rnd: rnd.uniform(low, high)
-
-
-def exponential(mean: float) -> Latency:
-    return lambda rnd: rnd.expovariate(1 / mean)
-
-
-# name: (window, uplink, downlink, in_order)
-SATURATED: dict[str, tuple[float, Latency, Latency, bool]] = {
-    "fixed-20ms": (1.0, fixed(0.01), fixed(0.01), True),
-    "downlink-1..450ms": (2.0, fixed(0.01), uniform(0.001, 0.45), True),
-    "both-jittered-in-order": (2.0, uniform(0.001, 0.05), uniform(0.001, 0.4), True),
-}
-
-
-@pytest.mark.parametrize("seed", range(4), ids=lambda s: f"seed={s}")
-@pytest.mark.parametrize("profile", list(SATURATED))
-async def test_a_saturating_crowd_meets_no_429s_and_uses_the_window(
-    clock: FakeClock, profile: str, seed: int
-) -> None:
-    limit, windows = 20, 8
-    window, uplink, downlink, in_order = SATURATED[profile]
-    sim = Simulation(limit, window, uplink, downlink, in_order=in_order)
-    t0 = clock.now
-    await sim.run(clock, workers=3 * limit, windows=windows, seed=seed)
-
-    # (a) never more than the limit reaches the server in one of its windows
-    assert sim.rejected == 0
-    assert max(sim.arrivals.values()) <= limit
-    # (b) and the limit is used: >= 90% of limit/window over the windows wholly inside the run
-    assert sim.used(t0, windows) >= 0.9
-    # (c) cold start: exactly one request before the first report, then the budget it reported
-    first_report = sim.events.index("report")
-    assert first_report == 1
-    assert sim.events[first_report + 1 : first_report + limit] == ["send"] * (limit - 1)
-
-
-# The two known limits of the previous design (its tolerance heuristic), once expected failures:
-# both pass now that a window's end is an interval and the roll comes at its latest point.
-
-
-@pytest.mark.parametrize("seed", range(4), ids=lambda s: f"seed={s}")
-async def test_requests_reordered_on_the_way_to_the_server_meet_no_429s(
-    clock: FakeClock, seed: int
-) -> None:
-    # After a roll the budget is the limit less what is in flight, and reports only lower it:
-    # whatever order requests reach the server in, no more than the limit is sent into the
-    # window. (Only a report that replaces the budget trusts the send order: see the test
-    # test_requests_reordered_by_a_long_tail_meet_no_429s.)
-    sim = Simulation(20, 2.0, uniform(0.001, 0.05), uniform(0.001, 0.3), in_order=False)
-    t0 = clock.now
-    await sim.run(clock, workers=60, windows=8, seed=seed)
-    assert sim.rejected == 0
-    assert max(sim.arrivals.values()) <= sim.limit
-    assert sim.used(t0, 8) >= 0.9
-
-
-@pytest.mark.parametrize("seed", range(4), ids=lambda s: f"seed={s}")
-async def test_latency_jitter_beyond_the_tolerance_meets_no_429s(
-    clock: FakeClock, seed: int
-) -> None:
-    # A report answered late still overlaps the window's interval: the same window, no reset.
-    sim = Simulation(20, 1.0, fixed(0.01), exponential(0.15))
-    t0 = clock.now
-    await sim.run(clock, workers=60, windows=8, seed=seed)
-    assert sim.rejected == 0
-    assert max(sim.arrivals.values()) <= sim.limit
-    assert sim.used(t0, 8) >= 0.9
-
-
-def thinking_crowd() -> Simulation:
-    # Workers that pause between requests send all through the window, so responses of one
-    # window still arrive after the client has rolled to the next: the late-report paths.
-    return Simulation(
-        20, 2.0, fixed(0.01), uniform(0.001, 0.45), think=lambda rnd: rnd.expovariate(1 / 0.5)
-    )
-
-
-async def test_out_of_order_responses_meet_no_429s_and_late_reports_never_raise_the_budget(
-    clock: FakeClock,
-) -> None:
-    late = 0
-    for seed in range(6):
-        sim = thinking_crowd()
-        await sim.run(clock, workers=8, windows=10, seed=seed)
-        assert sim.rejected == 0
-        assert max(sim.arrivals.values()) <= sim.limit
-        assert sim.late_reports_that_raised_the_budget == 0
-        late += sim.late_reports
-    assert late > 0  # the path was exercised
-
-
-async def test_out_of_order_responses_do_not_starve_the_next_window(clock: FakeClock) -> None:
-    sent = allowed = 0
-    fewest = math.inf
-    for seed in range(6):
-        sim = thinking_crowd()
-        t0 = clock.now
-        await sim.run(clock, workers=8, windows=10, seed=seed)
-        full = sim.full_windows(t0, 10)
-        fewest = min(fewest, *(sim.arrivals[i] for i in full))
-        sent += sum(sim.arrivals[i] for i in full)
-        allowed += sim.limit * len(full)
-    assert fewest >= sim.limit // 2
-    assert sent >= 0.9 * allowed
-
-
-async def test_requests_reordered_by_a_long_tail_meet_no_429s(clock: FakeClock) -> None:
-    rejected = 0
-    for seed in range(10):
-        sim = Simulation(20, 1.0, exponential(0.2), exponential(0.2), in_order=False)
-        await sim.run(clock, workers=60, windows=10, seed=seed)
-        rejected += sim.rejected
-    assert rejected == 0
 
 
 # --------------------------------------------------------------------------------------------

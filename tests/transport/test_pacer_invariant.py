@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from unittest import mock
 
 import pytest
@@ -22,14 +21,7 @@ from close_async._transport import pacer as _pacer
 from close_async._transport.pacer import Window
 from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import T0, FakeClock
-from tests.transport.test_pacer import cancel_all, granted, report, spawn
-from tests.transport.test_pacer_learning import unpaced_burst
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[FakeClock]:
-    with FakeClock(T0) as fake:
-        yield fake
+from tests.support.pacer import cancel_all, granted, report, spawn, unpaced_burst
 
 
 def assert_not_stranded(w: Window) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import given, settings
@@ -20,7 +19,7 @@ from close_async._transport.adaptive import BACKOFF, BURST_SECONDS, ZERO_WAIT_FL
 from close_async._transport.pacer import _MARGIN, Window
 from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import T0, FakeClock
-from tests.transport.test_pacer import (
+from tests.support.pacer import (
     Simulation,
     cancel_all,
     fixed,
@@ -29,26 +28,8 @@ from tests.transport.test_pacer import (
     queue_up,
     report,
     spawn,
+    unpaced_burst,
 )
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[FakeClock]:
-    with FakeClock(T0) as fake:
-        yield fake
-
-
-async def unpaced_burst(w: Window, clock: FakeClock, ok: int, limited: int) -> None:
-    """A server without headers lets ``ok`` of a burst through in 0.1 s, then answers the
-    ``limited`` still in flight with 429 "Retry-After: 1"."""
-    probe = await w.acquire()
-    w.release(probe, None, status=200, pause=None)  # no headers: unpaced, everyone goes
-    tickets = [await w.acquire() for _ in range(ok - 1 + limited)]
-    await clock.advance(0.1)
-    for ticket in tickets[: ok - 1]:
-        w.release(ticket, None, status=200, pause=None)
-    for ticket in tickets[ok - 1 :]:
-        w.release(ticket, None, status=429, pause=1.0)
 
 
 async def test_a_burst_of_429s_teaches_the_rate_the_server_accepted(clock: FakeClock) -> None:

@@ -8,7 +8,6 @@ The servers over real sockets are in test_pacer_servers.py; the benchmark is ben
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import given, settings
@@ -16,13 +15,7 @@ from hypothesis import strategies as st
 
 from close_async._transport.pacer import _MARGIN, Window
 from tests.support.clock import T0, FakeClock
-from tests.transport.test_pacer import admitted_at, cancel_all, granted, learned, queue_up, report
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[FakeClock]:
-    with FakeClock(T0) as fake:
-        yield fake
+from tests.support.pacer import admitted_at, cancel_all, granted, learned, queue_up, report
 
 
 async def first_window(w: Window, clock: FakeClock) -> None:

@@ -27,7 +27,7 @@ from close_async import (
     Opportunity,
     ServerError,
 )
-from close_async._tools.cli import print_summary
+from close_async._tools.cli_summary import print_summary
 from close_async._tools.importer import run_import
 from close_async._tools.journal import Journal
 from close_async._transport.redact import MASK, redact_error, secrets_of

@@ -94,21 +94,19 @@ class DecodeOpportunity(Protocol):
     @overload
     def __call__(self, data: bytes | str, type: type[OpportunityT]) -> OpportunityT: ...
     def __call__(self, data: bytes | str, type: type[Opportunity] | None = None) -> Opportunity:
-        """Decode one Opportunity JSON document, keeping every ``custom.*`` key in ``.custom``.
-
-        ``decode_opportunity(data: bytes | str, type: type[T] | None = None) -> T``, where ``T``
-        is ``Opportunity`` or the subclass given. Pass ``type=`` a subclass of ``Opportunity``
-        with fields renamed to ``custom.cf_...`` to get those custom fields as typed attributes
-        (they are in ``.custom`` too). Raises ``DecodeError`` (keeping the raw body) if it is not
-        an Opportunity.
+        """Decode one Opportunity JSON document, keeping every ``custom.*`` key in ``.custom``;
+        ``type=`` a subclass of ``Opportunity`` for typed custom fields. Raises ``DecodeError``.
+        (The reference documents it in full, under ``decode_opportunity``.)
         """
         ...
 
 
-class OpportunityDecoder(CustomDecoder):
+class OpportunityDecoder(CustomDecoder[Opportunity]):
     """Decodes Opportunity responses (or a subclass with typed custom fields) in one pass."""
 
-    decode: DecodeOpportunity
+    # Narrower than the base's Decode[Opportunity] (whose type= takes any CustomFieldsModel):
+    # type= here is Opportunity or a subclass of it, which mypy then checks at the call.
+    decode: DecodeOpportunity  # type: ignore[assignment]
 
     def __init__(self) -> None:
         super().__init__(Opportunity)
@@ -120,5 +118,12 @@ share(_decoder)  # the decoder that unpickles and copies Opportunities
 
 
 decode_opportunity: DecodeOpportunity = _decoder.decode
-"""The module decoder's own ``decode`` (documented on ``DecodeOpportunity``): a closure, so the hot
-path costs one Python call, not two."""
+"""Decode one Opportunity JSON document, keeping every ``custom.*`` key in ``.custom``.
+
+``decode_opportunity(data: bytes | str, type: type[T] | None = None) -> T``, where ``T`` is
+``Opportunity`` or the subclass given. Pass ``type=`` a subclass of ``Opportunity`` with fields
+renamed to ``custom.cf_...`` to get those custom fields as typed attributes (they are in
+``.custom`` too). Raises ``DecodeError`` (keeping the raw body) if it is not an Opportunity.
+
+It is the module decoder's own ``decode``, a closure: the hot path costs one Python call.
+"""

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Literal, Union
+from typing import Any, TypedDict, Union
 
 import msgspec
 
 from ..._constants import CUSTOM_PREFIX as _PREFIX
+from ..._constants import VALUE_PERIODS as VALUE_PERIODS  # re-exported: the request enum
+from ..._constants import ValuePeriod as ValuePeriod
 from ..._exceptions import InvalidInputError
 from ..base import CloseModel
 from ..checks import CHECKED as _CHECKED
@@ -21,16 +23,40 @@ from ..checks import check_json_value
 
 UNSET = msgspec.UNSET
 
-#: The request enum (closed: anything else is rejected before sending).
-ValuePeriod = Literal["one_time", "monthly", "annual"]
-
 
 class AttachmentIn(CloseModel, kw_only=True):
     """An attachment to add on create: a file already uploaded to Close's files API."""
 
     url: str
+    """The file's URL, as Close's files API returned it on upload."""
     filename: str
+    """The name shown for the file."""
     content_type: str = ""
+    """Its MIME type, e.g. ``application/pdf`` (may be left empty)."""
+
+
+class CreateOpportunityFields(TypedDict, total=False):
+    """The fields of ``CreateOpportunity`` as keyword arguments: what ``create(**fields)`` takes.
+
+    One list for every signature that takes the fields as keywords (``Unpack``), so that mypy
+    names a wrongly typed one; ``tests/resources/opportunities/test_fields.py`` keeps its keys
+    and types equal to ``CreateOpportunity``'s fields (less ``UNSET``, which means "not given").
+    """
+
+    lead_id: str | None
+    status_id: str | None
+    value: int | None
+    value_period: ValuePeriod | None
+    confidence: int | None
+    note: str | None
+    contact_id: str | None
+    user_id: str | None
+    created_by: str | None
+    date_won: dt.datetime | dt.date | None
+    date_created: dt.datetime | dt.date | None
+    attachments: list[AttachmentIn] | None
+    custom_fields: dict[str, Any] | None
+    custom: dict[str, Any]
 
 
 class CreateOpportunity(CloseModel, kw_only=True):
@@ -41,26 +67,39 @@ class CreateOpportunity(CloseModel, kw_only=True):
     """
 
     lead_id: str | msgspec.UnsetType | None = UNSET
+    """The lead to add it to (``lead_...``). Left out, Close creates an "Untitled" lead."""
     status_id: str | msgspec.UnsetType | None = UNSET
+    """Its status (``stat_...``). Left out, Close uses the organization's first status."""
     value: int | msgspec.UnsetType | None = UNSET
+    """The value, an integer in cents: ``500000`` is $5,000.00."""
     value_period: ValuePeriod | msgspec.UnsetType | None = UNSET
+    """How often ``value`` is paid: ``one_time``, ``monthly`` or ``annual``."""
     confidence: int | msgspec.UnsetType | None = UNSET
+    """How likely it is to be won, in percent: 0 to 100."""
     note: str | msgspec.UnsetType | None = UNSET
+    """Free text shown on the opportunity."""
     contact_id: str | msgspec.UnsetType | None = UNSET
+    """A contact of the lead (``cont_...``)."""
     user_id: str | msgspec.UnsetType | None = UNSET
+    """The user who owns it (``user_...``). Left out: the API key's user."""
     created_by: str | msgspec.UnsetType | None = UNSET
+    """The user recorded as its creator (``user_...``), e.g. when importing history."""
     date_won: dt.datetime | dt.date | msgspec.UnsetType | None = UNSET
+    """When it was won: a ``datetime.date``, or a timezone-aware ``datetime``."""
     date_created: dt.datetime | dt.date | msgspec.UnsetType | None = UNSET
+    """When it was created, to backdate an import: a date or an aware datetime."""
     attachments: list[AttachmentIn] | msgspec.UnsetType | None = UNSET
-    #: Deprecated by Close in favour of ``custom.cf_...`` keys; kept because the schema has it.
+    """Files already uploaded to Close's files API, to attach to it."""
     custom_fields: dict[str, Any] | msgspec.UnsetType | None = UNSET
+    """Deprecated by Close in favour of ``custom``; kept because the schema has it."""
     custom: dict[str, Any] = {}
+    """Custom field values by field id (``{"cf_...": value}``), sent as flat
+    ``"custom.cf_..."`` keys; a list (a multi-value field) replaces the old value whole."""
 
     def __post_init__(self) -> None:
         validate_create(self)
 
 
-VALUE_PERIODS = ("one_time", "monthly", "annual")
 _ID_FIELDS = ("lead_id", "status_id", "contact_id", "user_id", "created_by")
 _UNSET = msgspec.UNSET
 
@@ -70,17 +109,23 @@ def validate_create(item: CreateOpportunity) -> None:
         value = getattr(item, name)
         if value is not _UNSET and value is not None and (not isinstance(value, str) or not value):
             raise InvalidInputError(name, value, "must be a non-empty string id")
-    _check_int(item, "value", minimum=None)
-    _check_int(item, "confidence", minimum=0, maximum=100)
+    # The usual cases (an int, or unset) are checked inline; _check_int says what is wrong.
+    value, confidence = item.value, item.confidence
+    if value.__class__ is not int and value is not _UNSET and value is not None:
+        _check_int(item, "value", minimum=None)
+    if not (confidence.__class__ is int and 0 <= confidence <= 100) and confidence is not _UNSET:
+        _check_int(item, "confidence", minimum=0, maximum=100)
     if item.value_period not in (_UNSET, None) and item.value_period not in VALUE_PERIODS:
         raise InvalidInputError(
             "value_period", item.value_period, f"must be one of {', '.join(VALUE_PERIODS)}"
         )
     if item.note not in (_UNSET, None) and not isinstance(item.note, str):
         raise InvalidInputError("note", item.note, "must be a string")
-    for name in ("date_won", "date_created"):
-        _check_date(name, getattr(item, name))
-    _check_attachments(item.attachments)
+    if item.date_won is not _UNSET or item.date_created is not _UNSET:
+        for name in ("date_won", "date_created"):
+            _check_date(name, getattr(item, name))
+    if item.attachments is not _UNSET:
+        _check_attachments(item.attachments)
     if item.custom_fields not in (_UNSET, None):
         if not isinstance(item.custom_fields, dict):
             raise InvalidInputError("custom_fields", item.custom_fields, "must be a dict")
@@ -147,6 +192,7 @@ Item = Union[CreateOpportunity, Mapping[str, Any]]  # noqa: UP007 (a runtime ali
 
 _FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
 _CONVERTED = frozenset({"date_won", "date_created", "attachments"})  # what _wire_value changes
+_PREFIX_LEN = len(_PREFIX)
 
 
 def to_create(item: Item) -> CreateOpportunity:
@@ -160,14 +206,14 @@ def to_create(item: Item) -> CreateOpportunity:
     fields: dict[str, Any] = {}
     custom: dict[str, Any] = {}
     for key, value in item.items():
-        if isinstance(key, str) and key.startswith(_PREFIX):
-            custom[key[len(_PREFIX) :]] = value
+        if key in _FIELDS:  # the usual key first: one set lookup
+            fields[key] = _wire_value(key, value) if key in _CONVERTED else value
+        elif isinstance(key, str) and key.startswith(_PREFIX):
+            custom[key[_PREFIX_LEN:]] = value
         elif key == "custom":
             if not isinstance(value, Mapping):
                 raise InvalidInputError("custom", value, "must be a dict of custom field ids")
             custom.update(value)
-        elif key in _FIELDS:
-            fields[key] = _wire_value(key, value) if key in _CONVERTED else value
         else:
             raise InvalidInputError(str(key), value, "is not a field of an opportunity")
     return CreateOpportunity(**fields, custom=custom)

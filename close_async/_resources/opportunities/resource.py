@@ -24,11 +24,19 @@ from .reconcile import (
     SentClock,
     reconcile,
 )
-from .requests import AttachmentIn, CreateOpportunity, Item, ValuePeriod, to_create
+from .requests import (
+    CreateOpportunity,
+    CreateOpportunityFields,
+    Item,
+    to_create,
+)
 from .responses import Opportunity
 
 if TYPE_CHECKING:
-    from typing_extensions import TypeVar  # a default (PEP 696) before Python 3.13
+    from typing_extensions import (
+        TypeVar,  # a default (PEP 696) before Python 3.13
+        Unpack,  # typing's own from Python 3.11 (PEP 692)
+    )
 
     from ..._transport.base import Transport
 
@@ -59,20 +67,7 @@ class Opportunities:
         /,
         *,
         response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
-        lead_id: str | None = _UNSET,
-        status_id: str | None = _UNSET,
-        value: int | None = _UNSET,
-        value_period: ValuePeriod | None = _UNSET,
-        confidence: int | None = _UNSET,
-        note: str | None = _UNSET,
-        contact_id: str | None = _UNSET,
-        user_id: str | None = _UNSET,
-        created_by: str | None = _UNSET,
-        date_won: dt.date | dt.datetime | None = _UNSET,
-        date_created: dt.date | dt.datetime | None = _UNSET,
-        attachments: list[AttachmentIn] | None = _UNSET,
-        custom_fields: dict[str, Any] | None = _UNSET,
-        custom: dict[str, Any] | None = None,
+        **fields: Unpack[CreateOpportunityFields],
     ) -> OpportunityT:
         """Create one opportunity; returns it as Close stored it.
 
@@ -82,26 +77,13 @@ class Opportunities:
         is sent. ``response_type`` may be a subclass of ``Opportunity`` declaring typed
         custom fields.
         """
-        fields: dict[str, Any] = {
-            "lead_id": lead_id,
-            "status_id": status_id,
-            "value": value,
-            "value_period": value_period,
-            "confidence": confidence,
-            "note": note,
-            "contact_id": contact_id,
-            "user_id": user_id,
-            "created_by": created_by,
-            "date_won": date_won,
-            "date_created": date_created,
-            "attachments": attachments,
-            "custom_fields": custom_fields,
-        }
+        if fields.get("custom", {}) is None:  # accepted before the fields were one list
+            del fields["custom"]
         if item is None:
-            item = CreateOpportunity(**fields, custom={} if custom is None else custom)
+            item = CreateOpportunity(**fields)
         elif not isinstance(item, CreateOpportunity):
             raise InvalidInputError("item", item, "must be a CreateOpportunity")
-        elif custom is not None or any(v is not _UNSET for v in fields.values()):
+        elif fields:
             raise InvalidInputError("item", item, "pass a CreateOpportunity or keywords, not both")
         return await self._send(item, response_type=response_type)
 

@@ -47,75 +47,107 @@ SUGGESTED_ACTIONS = (
 
 class Attachment(CloseModel, kw_only=True):
     url: str | None = None
+    """Where to download the file."""
     filename: str | None = None
+    """The file's name."""
     content_type: str | None = None
+    """Its MIME type."""
     size: int | None = None
+    """Its size in bytes."""
     thumbnail_url: str | None = None
+    """A preview image of it, for images."""
 
 
 class CommentSummary(CloseModel, kw_only=True):
     comment_count: int = 0
+    """How many comments the opportunity has."""
     thread_id: str | None = None
+    """The id of their comment thread."""
 
 
 class IntegrationLink(CloseModel, kw_only=True):
     """A rendered integration link (``RenderedIntegrationLink`` in the schema)."""
 
     name: str | None = None
+    """The link's label."""
     url: str | None = None
+    """Its target, rendered for this opportunity."""
 
 
 class ContactEmail(CloseModel, kw_only=True):
     email: str | None = None
+    """The address."""
     type: str | None = None
+    """Its kind, e.g. ``office`` or ``home`` (an open enum)."""
     is_unsubscribed: bool | None = None
+    """Whether the address has unsubscribed from emails."""
 
 
 class ContactPhone(CloseModel, kw_only=True):
     phone: str | None = None
+    """The number in E.164 form, e.g. ``+16505550123``."""
     phone_formatted: str | None = None
+    """The number as Close displays it."""
     type: str | None = None
+    """Its kind, e.g. ``office`` or ``mobile`` (an open enum)."""
     country: str | None = None
+    """Its country, an ISO 3166 code such as ``US``."""
     outbound_sms_blocked: bool | None = None
+    """Whether Close blocks sending SMS to it."""
     tz_ids: list[str] = []
+    """The time zones of the number, as IANA names (``America/New_York``)."""
 
 
 class ActionItem(CloseModel, kw_only=True):
     """The next step recommended for a stalled opportunity (``action`` is an open enum)."""
 
     action: str | None = None
+    """The step recommended, e.g. ``follow_up_email`` (an open enum)."""
     justification: str | None = None
+    """Why Close recommends it."""
 
 
 class StallStatus(CloseModel, kw_only=True):
     """Why an opportunity is stalled (``StalledOpportunityActionItems`` in the schema)."""
 
     communication_issue: str | None = None
+    """What went wrong: ``no_issue``, ``cant_get_in_touch`` or
+    ``no_communication_attempts`` (an open enum: Close may add values)."""
     next_action: ActionItem | None = None
+    """The step Close recommends next."""
 
 
 class ChangeStatusDetails(CloseModel, kw_only=True):
     status_id: str | None = None
+    """The status to move the opportunity to (``stat_...``)."""
 
 
 class FollowUpEmailDetails(CloseModel, kw_only=True):
     contact_id: str | None = None
+    """The contact to email (``cont_...``)."""
     subject_draft: str | None = None
+    """A suggested subject."""
     message_draft: str | None = None
+    """A suggested message."""
 
 
 class FollowUpSMSDetails(CloseModel, kw_only=True):
     contact_id: str | None = None
+    """The contact to text (``cont_...``)."""
     message_draft: str | None = None
+    """A suggested message."""
 
 
 class FollowUpCallDetails(CloseModel, kw_only=True):
     contact_id: str | None = None
+    """The contact to call (``cont_...``)."""
     call_plan: str | None = None
+    """A suggested plan for the call."""
 
 
 class AdjustCloseDateDetails(CloseModel, kw_only=True):
     close_date: dt.date | None = None
+    """The suggested new expected close date."""
 
 
 SuggestedActionDetails: TypeAlias = (
@@ -141,8 +173,12 @@ class SuggestedAction(CloseModel, kw_only=True):
     """Close's suggestion for the opportunity. ``details`` is the raw object as sent."""
 
     action: str | None = None
+    """Which action: ``change_status``, ``adjust_close_date``, ``follow_up_email``,
+    ``follow_up_call`` or ``follow_up_sms`` (an open enum)."""
     justification: str | None = None
+    """Why Close suggests it."""
     details: dict[str, Any] | None = None
+    """The action's details as sent (``typed_details`` gives them as a Struct)."""
 
     @property
     def typed_details(self) -> SuggestedActionDetails | dict[str, Any] | None:
@@ -173,41 +209,81 @@ class Opportunity(CustomFieldsModel, kw_only=True):
     """
 
     id: str = ""
+    """Its id (``oppo_...``); never empty in a decoded response."""
     organization_id: str | None = None
+    """The organization it belongs to (``orga_...``)."""
     lead_id: str | None = None
+    """Its lead (``lead_...``)."""
     lead_name: str | None = None
+    """The lead's display name."""
     status_id: str | None = None
+    """Its status (``stat_...``)."""
     status_label: str | None = None
+    """The status's label, e.g. ``Active``."""
     status_display_name: str | None = None
+    """The status's name as Close's app shows it."""
     status_type: str | None = None
+    """The status's kind: ``active``, ``won`` or ``lost`` (an open enum)."""
     pipeline_id: str | None = None
+    """The pipeline of its status (``pipe_...``)."""
     pipeline_name: str | None = None
+    """That pipeline's name."""
     value: int | None = None
+    """The value in cents."""
     value_period: str | None = None
+    """How often the value is paid: ``one_time``, ``monthly`` or ``annual`` (a plain
+    ``str``, so that a period Close adds later still decodes)."""
     value_currency: str | None = None
+    """The value's currency, an ISO 4217 code such as ``USD``."""
     value_formatted: str | None = None
+    """The value as Close displays it, e.g. ``$5,000 monthly``."""
     expected_value: int | None = None
+    """``value`` weighted by ``confidence``, in cents."""
     annualized_value: int | None = None
+    """``value`` over a year (twelve times a monthly value), in cents."""
     annualized_expected_value: int | None = None
+    """``annualized_value`` weighted by ``confidence``, in cents."""
     confidence: int | None = None
+    """How likely it is to be won, in percent: 0 to 100."""
     note: str | None = None
+    """Free text shown on the opportunity."""
     contact_id: str | None = None
+    """Its contact (``cont_...``)."""
     contact_name: str | None = None
+    """The contact's name."""
     user_id: str | None = None
+    """The user who owns it (``user_...``)."""
     user_name: str | None = None
+    """The owner's name."""
     created_by: str | None = None
+    """The user who created it (``user_...``)."""
     created_by_name: str | None = None
+    """That user's name."""
     updated_by: str | None = None
+    """The user who changed it last (``user_...``)."""
     updated_by_name: str | None = None
+    """That user's name."""
     date_created: dt.datetime | None = None
+    """When it was created (timezone-aware: a timestamp sent without a zone is UTC)."""
     date_updated: dt.datetime | None = None
+    """When it was last changed (timezone-aware)."""
     date_won: dt.date | None = None
+    """The day it was won (a date, without a time)."""
     date_lost: dt.datetime | None = None
+    """When it was lost (timezone-aware)."""
     is_stalled: bool | None = None
+    """Whether Close considers it stalled (``stall_status`` says why)."""
     stall_status: StallStatus | None = None
+    """Why it is stalled and the step Close recommends, when it is."""
     suggested_action: SuggestedAction | None = None
+    """The next action Close suggests for it, if any."""
     comment_summary: CommentSummary | None = None
+    """How many comments it has, and their thread."""
     lead_primary_email: ContactEmail | None = None
+    """The lead's primary email address."""
     lead_primary_phone: list[ContactPhone] | None = None
+    """The lead's primary phone numbers."""
     integration_links: list[IntegrationLink] = []
+    """Links rendered by the organization's integrations."""
     attachments: list[Attachment] = []
+    """The files attached to it."""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.typing import run_mypy
+
 SNIPPET = """\
 import msgspec
 from close_async import AsyncCloseClient, Opportunity
@@ -23,26 +25,6 @@ async def main(period: str) -> None:
             reveal_type(result)
         await close.opportunities.create(lead_id="lead_1", value_period=period)  # line 14
 """
-
-
-def run_mypy(tmp_path: Path, source: str) -> tuple[list[str], list[str]]:
-    """mypy --strict on ``source``: its revealed types and its error lines."""
-    from mypy import api as mypy_api  # in the dev extra, which the test command installs
-
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(source)
-    out, err, _ = mypy_api.run(
-        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy"), str(snippet)]
-    )
-    # Older mypy releases spell list as builtins.list.
-    revealed = [
-        line.split("Revealed type is ")[1].replace("builtins.", "")
-        for line in out.splitlines()
-        if "Revealed" in line
-    ]
-    errors = [line for line in out.splitlines() if ": error:" in line]
-    assert revealed or errors, out + err
-    return revealed, errors
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +53,24 @@ def test_a_plain_str_as_value_period_is_an_error_naming_the_parameter(
     assert "snippet.py:14:" in errors[0], errors
     assert 'Argument "value_period"' in errors[0], errors
     assert "Literal['one_time', 'monthly', 'annual']" in errors[0], errors
+
+
+FIELDS_SNIPPET = """\
+from close_async import AsyncCloseClient
+
+async def main() -> None:
+    async with AsyncCloseClient() as close:
+        await close.opportunities.create(lead_id="lead_1", confidence="high")  # line 5
+        await close.opportunities.create(lead_id="lead_1", lead_idd="lead_2")  # line 6
+"""
+
+
+def test_create_keywords_come_from_the_field_list_and_mypy_names_the_one_at_fault(
+    tmp_path: Path,
+) -> None:
+    _, errors = run_mypy(tmp_path, FIELDS_SNIPPET)
+    assert len(errors) == 2, errors
+    assert "snippet.py:5:" in errors[0], errors
+    assert '"confidence"' in errors[0], errors
+    assert "snippet.py:6:" in errors[1], errors
+    assert '"lead_idd"' in errors[1], errors

@@ -68,9 +68,9 @@ class CloseError(Exception):
     may_have_succeeded: bool = False
     """True when the request may have reached Close and done its work (a create
     may exist): check before sending it again. False: nothing was created."""
-    #: When the request left (its first body byte handed to the socket), tz-aware UTC: set on
-    #: every error of a create with ``may_have_succeeded``, for ``opportunities.reconcile``.
     sent_at: dt.datetime | None = None
+    """When the request left (its first body byte handed to the socket), tz-aware UTC: set on
+    every error of a create with ``may_have_succeeded``, for ``opportunities.reconcile``."""
 
     def __init__(self, message: str, *, may_have_succeeded: bool = False) -> None:
         # A lone surrogate (from the caller's input, or a JSON "\ud800" escape in an error body)

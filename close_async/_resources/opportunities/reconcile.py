@@ -55,15 +55,16 @@ _UTC = dt.timezone.utc
 
 @dataclass(frozen=True)
 class Reconciled:
-    """The verdict on one create: ``state``, and ``opportunity`` when it is ``created``.
-
-    ``matches`` holds every opportunity that matched (several when ``ambiguous``); ``reads`` how
-    many list reads the verdict took."""
+    """The verdict on one create: ``state``, and ``opportunity`` when it is ``created``."""
 
     state: State
+    """``"created"``, ``"absent"`` (safe to send again), ``"ambiguous"`` or ``"pending"``."""
     opportunity: Opportunity | None = None
+    """The opportunity the create made, when ``state`` is ``"created"``; else None."""
     matches: tuple[Opportunity, ...] = ()
+    """Every opportunity that matched (several when ``"ambiguous"``)."""
     reads: int = 0
+    """How many list reads the verdict took."""
 
     def __repr__(self) -> str:
         found = f" {self.opportunity.id}" if self.opportunity is not None else ""

@@ -58,8 +58,9 @@ class Opportunities:
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport  # only its send() and redact(): a resource never holds more
-        # The ids this client created lately, which reconcile never takes for an unknown create.
         self.created_ids = RecentIds()
+        """The ids of the last 10,000 opportunities this client created: ``reconcile`` never
+        takes one of them for the outcome of another create."""
 
     async def create(
         self,

@@ -52,12 +52,22 @@ class CreateLead(CloseModel, kw_only=True):
     """
 
     name: str | msgspec.UnsetType | None = _UNSET
+    """The lead's name (a company, usually); Close shows it as the lead's title."""
     status_id: str | msgspec.UnsetType | None = _UNSET
+    """The lead status (``stat_...``); Close uses the organization's first status when unset."""
     description: str | msgspec.UnsetType | None = _UNSET
+    """Free text shown on the lead."""
     url: str | msgspec.UnsetType | None = _UNSET
+    """The lead's website."""
     contacts: list[dict[str, Any]] | msgspec.UnsetType | None = _UNSET
+    """Contacts to create with the lead, as dicts in Close's shape (``name``, ``title``,
+    ``emails``, ``phones``)."""
     addresses: list[dict[str, Any]] | msgspec.UnsetType | None = _UNSET
+    """Addresses, as dicts in Close's shape (``label``, ``address_1``, ``city``, ``zipcode``,
+    ``country``...)."""
     custom: dict[str, Any] = {}
+    """Custom field values by id (``cf_...`` or ``lcf_...``), sent as flat ``"custom.<id>"`` keys;
+    ``None`` sends null."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -139,22 +149,39 @@ class Lead(CustomFieldsModel, kw_only=True):
     ``msgspec.json.encode`` writes them back as flat keys."""
 
     id: str = ""
+    """The lead's id (``lead_...``)."""
     organization_id: str | None = None
+    """The organization (``orga_...``) the lead belongs to."""
     name: str | None = None
+    """The lead's name as given (``None`` for an unnamed lead)."""
     display_name: str | None = None
+    """The name Close displays (``Untitled`` style for an unnamed lead)."""
     description: str | None = None
+    """Free text shown on the lead."""
     url: str | None = None
+    """The lead's website."""
     html_url: str | None = None
+    """The lead's page in the Close app."""
     status_id: str | None = None
+    """The lead status (``stat_...``)."""
     status_label: str | None = None
+    """The lead status's label (``Potential``, ...)."""
     created_by: str | None = None
+    """The user (``user_...``) who created the lead: the API key's user."""
     created_by_name: str | None = None
+    """That user's name."""
     updated_by: str | None = None
+    """The user who last changed the lead."""
     updated_by_name: str | None = None
+    """That user's name."""
     date_created: dt.datetime | None = None
+    """When Close created the lead (tz-aware)."""
     date_updated: dt.datetime | None = None
+    """When the lead last changed (tz-aware)."""
     contacts: list[LeadContact] = []
+    """The lead's contacts, as Close nests them."""
     addresses: list[LeadAddress] = []
+    """The lead's addresses."""
 
 
 _encoder = msgspec.json.Encoder()

@@ -64,6 +64,7 @@ class LearnedRate:
         self._ok = 0  # successes answered in the current epoch
         self._zero_waits = 0  # 429s in a row that asked for (almost) nothing
         self._strikes = 0  # 429s that were evidence (sent after the last pause)
+        self._pending: tuple[float, float, bool] | None = None  # a deferred 429: sent, now, learn
 
     def __repr__(self) -> str:
         rate = "unset" if self.rate is None else f"{self.rate:.2f}/s"
@@ -89,19 +90,36 @@ class LearnedRate:
         if self.rate is not None:
             self._best = max(self._best, 2.0 * self.rate)
 
-    def refused(self, sent: float, now: float, wait: float, *, foreseen: bool) -> float:
+    def refused(
+        self, sent: float, now: float, wait: float, *, foreseen: bool, defer: bool = False
+    ) -> float:
         """A 429 asking for ``wait``: learn from it and return the wait to pause for.
 
         ``foreseen``: good headers may explain a lone 429 (another program on the key, say); it
-        is only paused for, and a second one teaches a rate like any 429 they did not foresee."""
+        is only paused for, and a second one teaches a rate like any 429 they did not foresee.
+        ``defer``: the pause's real end is not known yet (``pacer_resume``); the evidence is
+        kept until :meth:`resumed` says when the pause ended."""
         if wait < ZERO_WAIT_FLOOR:  # "come back now": taken once, then backed off from
             if self._zero_waits:
                 floor = ZERO_WAIT_FLOOR * 2 ** (self._zero_waits - 1)
                 wait = max(wait, min(floor, _ZERO_WAIT_CAP))
             self._zero_waits += 1
-        if self.throttled(sent, now, wait, learn=not foreseen or self._strikes > 0):
+        learn = not foreseen or self._strikes > 0
+        if defer:
+            epoch = self._epoch if self._epoch is not None else sent
+            if self._pending is None and sent >= epoch:
+                self._pending = (sent, now, learn)
+                self._strikes += 1
+        elif self.throttled(sent, now, wait, learn=learn):
             self._strikes += 1
         return wait
+
+    def resumed(self, end: float) -> None:
+        """The pause of a deferred 429 ended at ``end`` (estimated): learn from it now."""
+        if self._pending is not None:
+            sent, now, learn = self._pending
+            self._pending = None
+            self.throttled(sent, now, max(0.0, end - now), learn=learn)
 
     def throttled(self, sent: float, now: float, pause: float, *, learn: bool = True) -> bool:
         """A 429 for a request sent at ``sent``, asking for ``pause``; True if it was evidence.

@@ -77,9 +77,12 @@ def answer(window: Window, ticket: int, info: RateLimitInfo) -> None:
     window.release(ticket, info, status=200, pause=None)
 
 
-async def unpaced_burst(w: Window, clock: FakeClock, ok: int, limited: int) -> None:
+async def unpaced_burst(
+    w: Window, clock: FakeClock, ok: int, limited: int, pause: float = 1.5
+) -> None:
     """A server without headers lets ``ok`` of a burst through in 0.1 s, then answers the
-    ``limited`` still in flight with 429 "Retry-After: 1"."""
+    ``limited`` still in flight with 429s asking for 1.5 s (a decimal wait, not rounded: the
+    pause is taken in full; whole-second ones end early, see test_pacer_resume.py)."""
     probe = await w.acquire()
     w.release(probe, None, status=200, pause=None)  # no headers: unpaced, everyone goes
     tickets = [await w.acquire() for _ in range(ok - 1 + limited)]
@@ -87,7 +90,7 @@ async def unpaced_burst(w: Window, clock: FakeClock, ok: int, limited: int) -> N
     for ticket in tickets[: ok - 1]:
         w.release(ticket, None, status=200, pause=None)
     for ticket in tickets[ok - 1 :]:
-        w.release(ticket, None, status=429, pause=1.0)
+        w.release(ticket, None, status=429, pause=pause)
 
 
 # --- the simulation ---------------------------------------------------------------------------

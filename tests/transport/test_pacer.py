@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from close_async._transport.pacer import _MARGIN, _UNKNOWN_PAUSE, PROBE_PATIENCE, Pacer, Window
+from close_async._transport.pacer import _UNKNOWN_PAUSE, PROBE_PATIENCE, Pacer, Window
+from close_async._transport.pacer_window import _MARGIN
 from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import FakeClock
 from tests.support.pacer import (
@@ -750,7 +751,7 @@ async def test_a_shorter_429_does_not_cut_a_longer_pause(
     assert waiter.done()
 
 
-@pytest.mark.parametrize("pause", [0.5, 1.0, 3.0], ids=lambda p: f"pause={p:g}s")
+@pytest.mark.parametrize("pause", [0.5, 1.5, 3.25], ids=lambda p: f"pause={p:g}s")
 async def test_a_429_during_cold_start_holds_the_next_probe_to_its_end(
     clock: FakeClock, pause: float
 ) -> None:
@@ -789,9 +790,9 @@ async def test_a_429_pauses_an_unpaced_server_too(clock: FakeClock) -> None:
     probe = await w.acquire()
     w.release(probe, None, status=200, pause=None)
     a = await w.acquire()
-    w.release(a, None, status=429, pause=1.0)
+    w.release(a, None, status=429, pause=1.5)  # a decimal wait is not rounded: taken in full
     waiters = await queue_up(w, 20, clock)
-    await clock.advance(0.999)
+    await clock.advance(1.499)
     assert granted(waiters) == []
     await clock.advance(0.001)
     # Issue 11: the backlog then leaves at the rate the server was seen to accept (one success
@@ -1036,10 +1037,10 @@ async def test_waiting_on_a_probe_after_a_cold_start_429_does_not_spin(
     t0 = clock.now
     probe = await w.acquire()
     waiters = await queue_up(w, 2, clock)
-    w.release(probe, None, status=429, pause=1.0)  # e.g. an ingress 429 with only Retry-After
-    await clock.advance(1.0)
+    w.release(probe, None, status=429, pause=1.5)  # e.g. a legacy body's decimal rate_reset
+    await clock.advance(1.5)
     assert granted(waiters) == [2]  # the next probe is out; waiter 1 waits for it
-    assert clock.pending() == [t0 + 1.0 + PROBE_PATIENCE]
+    assert clock.pending() == [t0 + 1.5 + PROBE_PATIENCE]
 
     wakeups = 0
     on_timer = w._on_timer

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from close_async._exceptions import RateLimitError
 from close_async._transport.adaptive import BACKOFF, BURST_SECONDS, ZERO_WAIT_FLOOR, LearnedRate
-from close_async._transport.pacer import _MARGIN, Window
+from close_async._transport.pacer import Window
+from close_async._transport.pacer_window import _MARGIN
 from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import T0, FakeClock
 from tests.support.pacer import (
@@ -35,11 +36,10 @@ from tests.support.pacer import (
 async def test_a_burst_of_429s_teaches_the_rate_the_server_accepted(clock: FakeClock) -> None:
     w = Window("g")
     await unpaced_burst(w, clock, ok=200, limited=100)
-    # 200 accepted from the first send to the end of the pause it asked for (1.1 s), less half
-    # a second for the rounding of a whole-second Retry-After; the other 99 429s of the same
-    # burst were sent before it: no new evidence.
-    assert w.learned.rate == pytest.approx(BACKOFF * 200 / 0.6)
-    assert w.paused_until == pytest.approx(T0 + 1.1)
+    # 200 accepted from the first send to the end of the pause it asked for (1.6 s); the other
+    # 99 429s of the same burst were sent before it: no new evidence.
+    assert w.learned.rate == pytest.approx(BACKOFF * 200 / 1.6)
+    assert w.paused_until == pytest.approx(T0 + 1.6)
 
 
 async def test_after_the_pause_the_backlog_leaves_at_the_learned_rate(clock: FakeClock) -> None:
@@ -48,7 +48,7 @@ async def test_after_the_pause_the_backlog_leaves_at_the_learned_rate(clock: Fak
     rate = w.learned.rate
     assert rate is not None
     waiters = await queue_up(w, 1500, clock)
-    await clock.advance(1.0 - 1e-9)
+    await clock.advance(1.5 - 1e-9)
     assert granted(waiters) == []  # the pause holds
     await clock.advance(1e-9)
     assert len(granted(waiters)) == 1  # not all at once
@@ -98,7 +98,7 @@ async def test_an_epoch_without_a_success_teaches_nothing(clock: FakeClock) -> N
     for _ in range(5):
         await clock.advance(5.0)
         ticket = await w.acquire()
-        w.release(ticket, None, status=429, pause=1.0)
+        w.release(ticket, None, status=429, pause=1.5)
     assert w.learned.rate is not None
     assert rate is not None
     assert w.learned.rate >= rate
@@ -110,7 +110,7 @@ async def test_429s_sent_before_the_last_pause_teach_nothing_new(clock: FakeCloc
     w.release(probe, None, status=200, pause=None)
     first, straggler = await w.acquire(), await w.acquire()
     await clock.advance(0.1)
-    w.release(first, None, status=429, pause=1.0)
+    w.release(first, None, status=429, pause=1.5)
     rate = w.learned.rate
     assert rate is not None
     await clock.advance(2.0)  # the straggler's answer comes after the pause: sent before it

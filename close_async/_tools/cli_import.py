@@ -53,6 +53,13 @@ class ImportOptions:
         return math.inf if self.wait else 0.0
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """``--settle``: FloatRange(0) lets ``nan`` and ``inf`` through; refused before anything."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number of seconds")
+    return value
+
+
 @click.command(name="import", epilog=EPILOG)
 @click.argument(
     "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
@@ -79,6 +86,7 @@ class ImportOptions:
 @click.option(
     "--settle",
     type=click.FloatRange(0),
+    callback=_finite,
     default=120.0,
     show_default=True,
     metavar="SECONDS",

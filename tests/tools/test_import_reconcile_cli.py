@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import LEAD, cli_process, journal_records, server_thread, write_csv
+from tests.support.cli import (
+    LEAD,
+    cli_process,
+    invoke,
+    journal_records,
+    server_thread,
+    write_csv,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 
@@ -92,3 +99,15 @@ def created(journal: Path) -> int:
 def _said(out: str, line: int) -> str:
     match = re.search(rf"^  line {line}: (.*)$", out, re.MULTILINE)
     return match.group(1) if match else ""
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_settle_that_is_not_finite_is_refused_before_anything_is_sent(
+    tmp_path: Path, value: str
+) -> None:
+    path = write_csv(tmp_path / "in.csv", [{"lead_id": LEAD, "value": "1", "note": "a"}])
+    args = ["import", str(path), "--journal", str(tmp_path / "j"), "--reconcile"]
+    with server_thread() as fake:
+        result = invoke([*args, "--settle", value], fake.base_url)
+        assert result.exit_code == 2, result.output
+        assert fake.call(lambda s: len(s.requests)) == 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 from collections.abc import AsyncIterable, Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -55,15 +56,16 @@ _UTC = dt.timezone.utc
 
 @dataclass(frozen=True)
 class Reconciled:
-    """The verdict on one create: ``state``, and ``opportunity`` when it is ``created``.
-
-    ``matches`` holds every opportunity that matched (several when ``ambiguous``); ``reads`` how
-    many list reads the verdict took."""
+    """The verdict on one create: ``state``, and ``opportunity`` when it is ``created``."""
 
     state: State
+    """``"created"``, ``"absent"`` (safe to send again), ``"ambiguous"`` or ``"pending"``."""
     opportunity: Opportunity | None = None
+    """The opportunity the create made, when ``state`` is ``"created"``; else None."""
     matches: tuple[Opportunity, ...] = ()
+    """Every opportunity that matched (several when ``"ambiguous"``)."""
     reads: int = 0
+    """How many list reads the verdict took."""
 
     def __repr__(self) -> str:
         found = f" {self.opportunity.id}" if self.opportunity is not None else ""
@@ -124,9 +126,10 @@ def check_sent_at(sent_at: object) -> dt.datetime:
 
 
 def check_settle(settle: object) -> float:
-    if isinstance(settle, bool) or not isinstance(settle, (int, float)) or not settle >= 0:
-        raise InvalidInputError("settle", settle, "must be a number of seconds >= 0")
-    return float(settle)
+    number = isinstance(settle, (int, float)) and not isinstance(settle, bool)
+    if not number or not 0 <= settle < math.inf:  # type: ignore[operator]
+        raise InvalidInputError("settle", settle, "must be a finite number of seconds >= 0")
+    return float(settle)  # type: ignore[arg-type]
 
 
 async def reconcile_group(
@@ -200,14 +203,14 @@ async def reconcile(
     lister: Lister,
     item: CreateOpportunity,
     *,
-    sent_at: dt.datetime,
+    sent_at: dt.datetime | None,
     settle: float = DEFAULT_SETTLE,
     wait: bool = True,
     exclude: Container[str] = (),
 ) -> Reconciled:
     """The verdict on one create of ``item`` sent at ``sent_at`` (see the module docstring)."""
     [result] = await reconcile_group(
-        lister, item, [sent_at], settle=settle, wait=wait, exclude=exclude
+        lister, item, [check_sent_at(sent_at)], settle=settle, wait=wait, exclude=exclude
     )
     return result
 

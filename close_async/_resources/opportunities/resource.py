@@ -58,8 +58,9 @@ class Opportunities:
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport  # only its send() and redact(): a resource never holds more
-        # The ids this client created lately, which reconcile never takes for an unknown create.
         self.created_ids = RecentIds()
+        """The ids of the last 10,000 opportunities this client created: ``reconcile`` never
+        takes one of them for the outcome of another create."""
 
     async def create(
         self,
@@ -178,7 +179,7 @@ class Opportunities:
         self,
         item: Item,
         *,
-        sent_at: dt.datetime,
+        sent_at: dt.datetime | None,
         settle: float = DEFAULT_SETTLE,
         wait: bool = True,
         exclude: Container[str] = (),
@@ -187,7 +188,8 @@ class Opportunities:
         ``may_have_succeeded``): ``created`` (with ``.opportunity``), ``absent`` (safe to send
         again), ``ambiguous`` or, with ``wait=False`` before ``settle`` has passed, ``pending``.
 
-        ``item`` is what was sent, ``sent_at`` the error's ``.sent_at``. ``absent`` only comes
+        ``item`` is what was sent, ``sent_at`` the error's ``.sent_at`` (None, or a naive
+        datetime, raises ``InvalidInputError``). ``absent`` only comes
         once ``settle`` seconds have passed since ``sent_at`` (Close's list lags its writes) and
         two reads found nothing; ``wait=True`` polls until a verdict, ``wait=False`` looks once.
         Opportunities this client created, and the ids in ``exclude``, never match. See the

@@ -280,3 +280,21 @@ async def test_bad_input_raises_before_any_read(kwargs: dict[str, Any], field: s
         await reconcile(store.list, sent(value=1), **kwargs)
     assert info.value.field == field
     assert store.reads == []
+
+
+@pytest.mark.parametrize("field", [{"note": ""}, {"value_period": "one_time"}, {"confidence": 0}])
+def test_a_default_sent_matches_a_response_that_leaves_the_field_out(field: dict[str, Any]) -> None:
+    probe = Probe(sent(**field))
+    data = {"id": "oppo_1", "lead_id": LEAD, "date_created": "2026-01-01T00:00:00+00:00"}
+    since = dt.datetime(2020, 1, 1, tzinfo=UTC)
+    assert probe.matches(decode_opportunity(msgspec.json.encode(data)), since)
+
+
+async def test_an_infinite_settle_or_a_missing_sent_at_is_refused() -> None:
+    store = Store()
+    with pytest.raises(InvalidInputError):
+        await reconcile(store.list, sent(value=1), sent_at=just_now(), settle=float("inf"))
+    with pytest.raises(InvalidInputError) as info:
+        await reconcile(store.list, sent(value=1), sent_at=None)
+    assert info.value.field == "sent_at"
+    assert store.reads == []

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from close_async import (
     APITimeoutError,
@@ -151,3 +152,35 @@ async def test_bad_input_sends_nothing(
             await close.opportunities.reconcile({"lead_id": LEAD, "value": 1}, **kwargs)
     assert info.value.field == field
     assert lagging.requests == []
+
+
+async def test_a_list_row_that_leaves_out_a_default_still_matches() -> None:
+    stored: list[dict[str, Any]] = []
+
+    async def create(request: web.Request) -> web.Response:
+        body = await request.json()
+        now = dt.datetime.now(UTC).isoformat()
+        row = {"id": f"oppo_{len(stored)}", "lead_id": body["lead_id"], "value": body["value"]}
+        stored.append({**row, "confidence": 0, "note": "", "date_created": now})  # no period
+        return web.Response(status=500, text="<html>oops</html>")  # created, answered 500
+
+    async def listing(request: web.Request) -> web.Response:
+        return web.json_response({"has_more": False, "data": stored})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/opportunity/", create)
+    app.router.add_get("/api/v1/opportunity/", listing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    item = CreateOpportunity(lead_id=LEAD, value=100, value_period="one_time")
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/"
+        async with AsyncCloseClient("k", base_url=url) as close:
+            error = await unknown_create(close, item)
+            result = await close.opportunities.reconcile(item, sent_at=error.sent_at, settle=0)
+    finally:
+        await runner.cleanup()
+    assert len(stored) == 1
+    assert result.state == "created"

@@ -14,14 +14,17 @@ import pytest
 
 import close_async
 import close_async.models
+import close_async.testing
 
 REFERENCE = Path(__file__).parent.parent / "docs" / "reference.md"
 IDENTIFIER = re.compile(r"^::: (\S+)", re.MULTILINE)
 
 
+FACES = (close_async, close_async.models, close_async.testing)
+
+
 def _public_classes() -> list[type]:
-    names = {*close_async.__all__, *close_async.models.__all__}
-    found = {getattr(close_async, n, None) or getattr(close_async.models, n) for n in names}
+    found = [getattr(face, n) for face in FACES for n in face.__all__]
     classes = {
         base
         for obj in found
@@ -84,15 +87,10 @@ def _undocumented_in(source: str, name: str) -> list[str]:
     return sorted(set(missing) - {f"{name}.{a}" for a in documented})
 
 
-# FakeCloseServer and its records (close_async.testing) are documented by their owner's branch.
 # CreateOpportunityFields' keys are CreateOpportunity's fields, documented there (test_fields.py
 # keeps the two equal).
 MIRRORS = {"CreateOpportunityFields"}
-CLASSES = [
-    c
-    for c in _public_classes()
-    if not c.__module__.startswith("close_async._fake") and c.__name__ not in MIRRORS
-]
+CLASSES = [c for c in _public_classes() if c.__name__ not in MIRRORS]
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__qualname__)
@@ -104,6 +102,7 @@ def test_the_check_sees_classes_of_every_kind() -> None:
     names = {c.__name__ for c in CLASSES}
     assert {"CreateOpportunity", "Opportunity", "CloseError", "RetryPolicy"} <= names
     assert {"AsyncCloseClient", "Opportunities", "CustomFieldsModel"} <= names
+    assert {"FakeCloseServer", "Answering", "FaultPlan", "RateLimitModel", "RequestRecord"} <= names
 
 
 def test_the_check_finds_a_class_field_property_method_and_attribute_without_a_docstring() -> None:

@@ -46,6 +46,7 @@ class Answering:
     """The answering half of ``FakeCloseServer``: auth, the limiter, the create, its faults."""
 
     created: list[dict[str, Any]]
+    """The opportunities created, in order, as answered (see ``FakeCloseServer.created``)."""
     _api_keys: Collection[str] | None
     _limiter: Limiter | None
     _t0: float

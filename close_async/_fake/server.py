@@ -151,7 +151,11 @@ class FakeCloseServer(Answering):
         self._store = Store(organization_id, list_lag, clock or _loop_time)
         self._routes = Routes(self._store, max_limit=max_limit, max_skip=max_skip)
         self.created: list[dict[str, Any]] = []
+        """The opportunities created by ``POST /opportunity/``, in order, as answered (a create
+        whose answer was dropped or was a ``500_after_create`` is here too); later updates and
+        deletes do not change this log (``opportunities`` holds the live objects)."""
         self.requests: list[RequestRecord] = []
+        """Every request received, on every path, appended on arrival (``reset()`` clears it)."""
         self._faults: deque[str] = deque()
         self._inflight: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None

@@ -33,13 +33,23 @@ class RequestRecord:
     """One request received by ``FakeCloseServer`` (appended on arrival)."""
 
     method: str
+    """The HTTP method, upper case as sent (``"POST"``, ``"GET"``, ...)."""
     path: str
-    api_key: str | None  # the presented key/token (even if rejected), None if absent
+    """The URL path without the query string, e.g. ``"/api/v1/opportunity/"``."""
+    api_key: str | None
+    """The key of ``Basic base64(key:)`` or the token of ``Bearer TOKEN`` as presented (even
+    when rejected with a 401); None when the ``Authorization`` header is absent or unreadable."""
     body: bytes
-    at: float  # loop.time() on arrival
+    """The raw request body (``b""`` when there is none)."""
+    at: float
+    """``loop.time()`` on arrival, before ``latency`` is slept."""
     headers: Mapping[str, str] = field(repr=False, default_factory=dict)
-    status: int | None = None  # None while in flight or when the connection was dropped
-    fault: str | None = None  # the scripted fault this request consumed, if any
+    """The request headers as received (``Authorization`` included)."""
+    status: int | None = None
+    """The status answered; None while in flight or when the connection was dropped."""
+    fault: str | None = None
+    """The fault of ``FAULTS`` this create consumed (queued by ``fail_next`` or drawn from
+    the ``FaultPlan``); None when it got none (and for every request that is not a create)."""
 
 
 class Store:

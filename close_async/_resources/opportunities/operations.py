@@ -6,7 +6,9 @@
   create's, word for word); only the fields given are sent, ``custom={"cf_x": None}`` sends
   ``"custom.cf_x": null``, which unsets it. Nothing to change is an error, not an empty PUT.
 * ``list``: Close's documented filters of ``GET /opportunity/`` (``OPPORTUNITY_FILTERS``),
-  each with the kind of value it takes (see ``encode_filters``).
+  each with the kind of value it takes (see ``encode_filters``), plus ``contact_id`` and the
+  ``id__in``, ``lead_id__in``, ``contact_id__in`` forms: missing from the parameters Close's
+  reference lists for the endpoint, but accepted by Close and served by ``FakeCloseServer``.
 """
 
 from __future__ import annotations
@@ -22,20 +24,19 @@ from ..pagination import FilterKind, Page, page_decoder_for
 from .codec import encode_create
 from .requests import CreateOpportunity
 
-_STRINGS = (
+# Each of these is a filter taking one string, and also one ``__in`` taking several.
+_MATCHED = (
     "lead_id",
-    "organization_id",
+    "contact_id",
     "user_id",
     "status_id",
     "status_type",
     "status_label",
     "status",
     "value_period",
-    "query",
-    "lead_query",
-    "lead_saved_search_id",
 )
-_IN = ("user_id", "status_id", "status_type", "status_label", "status", "value_period")
+_STRINGS = (*_MATCHED, "organization_id", "query", "lead_query", "lead_saved_search_id")
+_IN = ("id", *_MATCHED)
 _DATES = ("date_created", "date_updated", "date_won")
 _OPERATORS = ("", "__gte", "__gt", "__lte", "__lt")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from close_async import NotFoundError
+from close_async import InvalidInputError, NotFoundError
 from close_async._resources import pagination
 from tests.support.servers import fake_and_client
 
@@ -67,3 +67,40 @@ async def test_an_empty_listing_is_one_request() -> None:
     async with fake_and_client() as (server, close):
         assert [o async for o in close.opportunities.list(lead_id="lead_none")] == []
     assert len([r for r in server.requests if r.method == "GET"]) == 1
+
+
+async def test_contact_and_id_filters_list_exactly_the_matching_rows() -> None:
+    async with fake_and_client() as (server, close):
+        a1, a2, b1, none = await close.opportunities.create_many(
+            [
+                {"lead_id": "lead_a", "contact_id": "cont_1"},
+                {"lead_id": "lead_a", "contact_id": "cont_2"},
+                {"lead_id": "lead_b", "contact_id": "cont_1"},
+                {"lead_id": "lead_c"},
+            ]
+        )
+
+        async def ids(**filters: object) -> set[str]:
+            return {o.id async for o in close.opportunities.list(**filters)}
+
+        assert await ids(contact_id="cont_1") == {a1.id, b1.id}
+        assert await ids(contact_id__in=["cont_2", "cont_x"]) == {a2.id}
+        assert await ids(id__in=(a1.id, none.id)) == {a1.id, none.id}
+        assert await ids(lead_id__in=["lead_b", "lead_c"]) == {b1.id, none.id}
+        assert await ids(lead_id="lead_a", contact_id__in="cont_1,cont_2") == {a1.id, a2.id}
+    lists = [r for r in server.requests if r.method == "GET"]
+    assert all(r.status == 200 for r in lists)
+    assert len(lists) == 5
+
+
+@pytest.mark.parametrize("name", ["id__in", "lead_id__in", "contact_id__in", "user_id__in"])
+@pytest.mark.parametrize("value", [[], (), ["oppo_1", 2], ["oppo_1", ""], [None]], ids=repr)
+async def test_a_bad_in_filter_is_refused_naming_it_and_nothing_is_sent(
+    name: str, value: object
+) -> None:
+    async with fake_and_client() as (server, close):
+        with pytest.raises(InvalidInputError) as info:
+            close.opportunities.list(**{name: value})
+    assert (info.value.field, info.value.value) == (name, value)
+    assert info.value.reason == "must be a non-empty list of non-empty strings"
+    assert server.requests == []

@@ -107,7 +107,7 @@ def _encode_filter(name: str, value: Any, kind: FilterKind) -> str:
     return value
 
 
-def check_page_size(page_size: Any) -> int:
+def check_page_size(page_size: object) -> int:
     if isinstance(page_size, bool) or not isinstance(page_size, int):
         raise InvalidInputError("page_size", page_size, "must be an integer")
     if not 1 <= page_size <= MAX_PAGE_SIZE:

@@ -16,7 +16,7 @@ from .cli_common import click
 from .progress import terminal_width
 
 if TYPE_CHECKING:
-    from .importer import ImportSummary
+    from .import_summary import ImportSummary
 
 
 def summary_json(summary: ImportSummary, *, dry_run: bool, journal: Path | None) -> str:

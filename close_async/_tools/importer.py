@@ -13,6 +13,9 @@ through. The run stops early, sending nothing more, when:
 - ``stop`` is triggered (Ctrl-C, SIGTERM): exit 130. Requests already out get ``grace`` seconds
   to finish (a second signal cuts it short); rows still queued are not sent; the rows whose
   request was out when cut are named (they are ``unknown``).
+
+Which results stop the run, ``Stop`` and the report of a stopped run are ``import_stop``; the
+counts (``ImportSummary``) and exit codes are ``import_summary``.
 """
 
 from __future__ import annotations
@@ -20,101 +23,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import shlex
-import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import msgspec
 
 from .._client import AsyncCloseClient
-from .._constants import API_KEY_ENV
 from .._exceptions import (
     APIConnectionError,
-    AuthenticationError,
     CloseError,
     InvalidInputError,
     RateLimitError,
-    RedirectError,
 )
 from .._resources.opportunities.reconcile import DEFAULT_SETTLE
 from .._resources.opportunities.requests import to_create
 from ..models import CreateOpportunity, Opportunity
-from .import_reconcile import UnknownRow, iso_sent_at, sent_at_now, settle_unknown
+from .import_outcome import SENT, differs, journal_error, may_have_created, record_outcome
+from .import_reconcile import UnknownRow, sent_at_now
+from .import_stop import Stop, same_stop, settle_or_stop, stop_reason, stop_report
+from .import_summary import (
+    EXIT_INTERRUPTED,
+    EXIT_JOURNAL,
+    EXIT_STOPPED,
+    ImportSummary,
+    ProgressCallback,
+)
 from .import_trace import SendTracker
 from .journal import DONE, UNKNOWN_STATES, Journal, JournalWriteError
 from .rows import Row, read_rows, resolve_encoding
 
-__all__ = ["ImportSummary", "Row", "Stop", "read_rows", "run_import", "stop_report"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_JOURNAL",
+    "EXIT_STOPPED",
+    "ImportSummary",
+    "ProgressCallback",
+    "Row",
+    "Stop",
+    "read_rows",
+    "run_import",
+    "stop_report",
+]
 
 _encoder = msgspec.json.Encoder()
-# After this many connection failures in a row (or the first, before any success): stop.
-_UNREACHABLE_AFTER = 10
-EXIT_STOPPED, EXIT_JOURNAL, EXIT_INTERRUPTED = 3, 4, 130
-
-
-@dataclass
-class ImportSummary:
-    rows: int = 0
-    created: int = 0
-    skipped: int = 0  # created by an earlier run
-    failed: list[tuple[int, str]] = field(default_factory=list)
-    unknown: list[tuple[int, str]] = field(default_factory=list)
-    sent: int = 0
-    seconds: float = 0.0
-    stopped: str | None = None  # why the run stopped before the end of the file
-    stop_code: int = 0
-    not_sent: int = 0  # read but held back by the stop (plus those the server refused with it)
-    in_flight: list[int] = field(default_factory=list)  # lines cut while their request was out
-    last_line: int = 0  # the last line read
-    unrecorded: list[tuple[int, str]] = field(default_factory=list)  # the journal refused them
-    reconciled: int = 0  # unknown rows --reconcile found created (counted in created too)
-    resent: int = 0  # unknown rows --reconcile found absent and sent again
-    settled: list[tuple[int, str]] = field(default_factory=list)  # what --reconcile did, per row
-
-    @property
-    def exit_code(self) -> int:
-        if self.stopped is not None:
-            return self.stop_code
-        return 1 if self.failed or self.unknown else 0
-
-
-ProgressCallback = Callable[[ImportSummary], None]
-
-
-class Stop:
-    """Ask a running import to stop: the first call stops sending, the second cuts requests."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self.soft = asyncio.Event()
-        self.hard = asyncio.Event()
-
-    def __call__(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-            self.soft.set()
-        else:
-            self.hard.set()
-
-    @contextlib.contextmanager
-    def on_signals(self) -> Iterator[None]:
-        """Route SIGINT and SIGTERM here while the block runs (inside the event loop)."""
-        loop = asyncio.get_running_loop()
-        names = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
-        try:
-            for sig, name in names.items():
-                loop.add_signal_handler(sig, self, name)
-        except NotImplementedError:  # pragma: no cover - Windows: Ctrl-C stays KeyboardInterrupt
-            names = {}
-        try:
-            yield
-        finally:
-            for sig in names:
-                loop.remove_signal_handler(sig)
 
 
 class _NotSent(CloseError):
@@ -173,7 +125,7 @@ async def run_import(
             summary.rows += 1
             summary.last_line = row.line
             previous = earlier.state(row.line) if earlier is not None else None
-            if previous in _SENT and journal is not None and _differs(journal, row):
+            if previous in SENT and journal is not None and differs(journal, row):
                 raise InvalidInputError(  # check_input refuses this before anything is sent
                     "journal",
                     str(journal.path),
@@ -247,21 +199,19 @@ async def run_import(
             if isinstance(result, JournalWriteError):
                 halt(str(result), EXIT_JOURNAL)
             return False
-        reason = _stop_reason(result, client, failures if summary.created else None)
+        reason = stop_reason(result, client, failures if summary.created else None)
         failures = failures + 1 if isinstance(result, APIConnectionError) else 0
         if reason is not None:
             halt(reason, EXIT_STOPPED)
-        refused = reason is not None or bool(
-            summary.stopped and _same_stop(result, summary.stopped)
-        )
+        refused = reason is not None or bool(summary.stopped and same_stop(result, summary.stopped))
         if refused and isinstance(result, RateLimitError):
             summary.not_sent += 1  # the journal says "waiting" (on_sent): the re-run sends it
         elif refused and not getattr(result, "may_have_succeeded", False):
             summary.not_sent += 1  # refused like the rest: the journal says "failed"
             note(row.line, "failed", error=str(result))
         else:
-            _record(row, result, summary, note)
-            if _unknown(result) and unknowns is not None and row.item is not None:
+            record_outcome(row, result, summary, note)
+            if may_have_created(result) and unknowns is not None and row.item is not None:
                 item = to_create(row.item)  # it was valid: it was sent
                 unknowns.append(UnknownRow(row.line, item, result.sent_at, row.digest))
         return True
@@ -282,7 +232,7 @@ async def run_import(
                 tracker.finished(row.line)
             if isinstance(result, Opportunity) and summary.stopped is None:  # the usual case
                 failures = 0
-                _record(row, result, summary, note)
+                record_outcome(row, result, summary, note)
             elif not account(row, result):
                 continue
             if tracker is not None and tracker.error is not None:
@@ -320,181 +270,11 @@ async def run_import(
     if not task.cancelled():
         await task
     if unknowns and summary.stopped is None:
-        await _settle(client, unknowns, journal, summary, note, settle, concurrency, stop)
+        await settle_or_stop(client, unknowns, journal, summary, note, settle, concurrency, stop)
     summary.seconds = asyncio.get_running_loop().time() - started
     return summary
-
-
-async def _settle(
-    client: AsyncCloseClient,
-    unknowns: list[UnknownRow],
-    journal: Journal | None,
-    summary: ImportSummary,
-    note: Callable[..., None],
-    settle: float,
-    concurrency: int,
-    stop: Stop | None,
-) -> None:
-    """--reconcile, until it is done or ``stop`` (the rows it had not settled stay unknown)."""
-    work = asyncio.ensure_future(
-        settle_unknown(
-            client, unknowns, journal=journal, summary=summary, note=note, settle=settle,
-            concurrency=concurrency,
-        )
-    )  # fmt: skip
-    if stop is None:
-        await work
-        return
-    soft = asyncio.ensure_future(stop.soft.wait())
-    await asyncio.wait({work, soft}, return_when=asyncio.FIRST_COMPLETED)
-    soft.cancel()
-    if not work.done():
-        summary.stopped, summary.stop_code = f"interrupted by {stop.reason}", EXIT_INTERRUPTED
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-    else:
-        work.result()
-
-
-_SENT = UNKNOWN_STATES | {DONE}
-
-
-def _unknown(result: object) -> TypeGuard[CloseError]:
-    return isinstance(result, CloseError) and result.may_have_succeeded
 
 
 async def _each(items: list[tuple[int, Any]]) -> AsyncIterator[tuple[int, Any]]:
     for item in items:
         yield item
-
-
-def journal_error(journal: Journal | None, line: int) -> str:
-    error = journal.errors.get(line) if journal is not None else None
-    return error or "unknown since an earlier run"
-
-
-def _differs(journal: Journal, row: Row) -> bool:
-    recorded = journal.digest(row.line)
-    return bool(recorded) and recorded != int(row.digest, 16)
-
-
-def _stop_reason(result: object, client: AsyncCloseClient, failures: int | None) -> str | None:
-    """Why no further row should be sent after ``result``, or None."""
-    if isinstance(result, AuthenticationError):
-        return f"the server refused the API key ({result}): check ${API_KEY_ENV}"
-    if getattr(result, "status_code", None) == 402:
-        return f"the organization's plan refused the request ({result})"
-    cap = client.retry_policy.max_retry_wait
-    if isinstance(result, RateLimitError) and (result.retry_after or 0) > cap:
-        return (
-            f"the server asks to wait {result.retry_after:.0f} s before more requests (over"
-            f" the {cap:g} s the client waits out): run the same command again after that"
-        )
-    if isinstance(result, RedirectError):
-        to = _base_url(result.location or "", client.base_url)
-        return f"the base URL redirects to {to}: use --base-url {to}"
-    connection = isinstance(result, APIConnectionError) and not result.may_have_succeeded
-    if connection and (failures is None or failures + 1 >= _UNREACHABLE_AFTER):
-        return f"cannot reach {client.base_url} ({result}): check --base-url"
-    return None
-
-
-def _same_stop(result: object, stopped: str) -> bool:
-    """A result that failed the way the stop said (the rest of the 401s): not listed per row."""
-    if isinstance(result, RedirectError):
-        return "the base URL redirects" in stopped
-    if isinstance(result, RateLimitError):
-        return "the server asks to wait" in stopped
-    return (isinstance(result, AuthenticationError) and API_KEY_ENV in stopped) or (
-        isinstance(result, APIConnectionError)
-        and not result.may_have_succeeded
-        and "cannot reach" in stopped
-    )
-
-
-def _base_url(location: str, base_url: str) -> str:
-    """The base URL a redirect points to: ``location`` less the path we asked for under it."""
-    path = "opportunity/"  # the only endpoint the import uses
-    if location.endswith(path) and base_url.endswith("/"):
-        return location[: -len(path)]
-    return location or "(no Location)"
-
-
-def _record(
-    row: Row,
-    result: Opportunity | CloseError,
-    summary: ImportSummary,
-    note: Callable[..., None],
-) -> None:
-    if isinstance(result, Opportunity):
-        summary.created += 1
-        note(row.line, "created", id=result.id)
-    elif result.may_have_succeeded:
-        summary.unknown.append((row.line, str(result)))
-        note(row.line, "unknown", error=str(result), sent_at=iso_sent_at(result))
-    else:
-        summary.failed.append((row.line, str(result)))
-        note(row.line, "failed", error=str(result))
-
-
-def stop_report(
-    summary: ImportSummary, *, journal: Path | None, argv: list[str] | None = None
-) -> list[str]:
-    """What a stopped run says: why, the rows in flight, and the command to resume."""
-    if summary.stopped is None:
-        return []
-    lines = [f"stopped: {summary.stopped}."]
-    if summary.in_flight:
-        lines.append(
-            f"{len(summary.in_flight)} rows were in flight when cut (their request had left, so"
-            f" they may or may not have been created): {_lines(summary.in_flight)}"
-        )
-    if summary.unrecorded:
-        lines.append(
-            "not in the journal (it could not be written); a resume calls them unknown: "
-            + ", ".join(f"line {line}: {what}" for line, what in summary.unrecorded[:20])
-        )
-    held = f"{summary.not_sent} rows read were held back or refused (not created); " * bool(
-        summary.not_sent
-    )
-    lines.append(f"{held}rows after line {summary.last_line}, if any, were not read.")
-    command = "close-async " + _shell_command(sys.argv[1:] if argv is None else argv)
-    if journal is None and summary.created == 0 and not summary.in_flight:
-        lines.append("Nothing was created: run the same command again once that is fixed.")
-    elif journal is None:
-        lines.append(
-            "There was no --journal: running the same command again sends every row again."
-            " Add --journal FILE to make an import resumable."
-        )
-    else:
-        fix = {EXIT_STOPPED: "Fix that, then resume", EXIT_JOURNAL: "Free some space, then resume"}
-        lines.append(f"{fix.get(summary.stop_code, 'To resume')}: {command}")
-        if _KEY_SHOWN in command:
-            lines.append(f"(the API key is not shown: set ${API_KEY_ENV} to it, then run that)")
-    return lines
-
-
-_KEY_OPTION = "--api-key"
-_KEY_SHOWN = f'"${API_KEY_ENV}"'  # left to the shell to expand, never the key itself
-
-
-def _shell_command(argv: list[str]) -> str:
-    """``argv`` for a shell, with the value of ``--api-key`` (either spelling) masked."""
-    words: list[str] = []
-    masked = False
-    for arg in argv:
-        if masked:
-            words.append(_KEY_SHOWN)
-        elif arg.startswith(_KEY_OPTION + "="):
-            words.append(f"{_KEY_OPTION}={_KEY_SHOWN}")
-        else:
-            words.append(shlex.quote(arg))
-        masked = arg == _KEY_OPTION and not masked
-    return " ".join(words)
-
-
-def _lines(lines: list[int], most: int = 30) -> str:
-    shown = ", ".join(str(n) for n in sorted(lines)[:most])
-    more = f" and {len(lines) - most} more" if len(lines) > most else ""
-    return f"lines {shown}{more}"

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from .importer import ImportSummary
+    from .import_summary import ImportSummary
 
 _REDRAW = 0.1  # seconds between redraws of the bar
 _PLAIN_EVERY = 2.0  # seconds between plain lines

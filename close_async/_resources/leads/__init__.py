@@ -7,8 +7,6 @@ from .models import (
     Lead,
     LeadAddress,
     LeadContact,
-    LeadContactEmail,
-    LeadContactPhone,
     LeadContactURL,
 )
 from .resource import Leads
@@ -18,8 +16,6 @@ __all__ = [
     "Lead",
     "LeadAddress",
     "LeadContact",
-    "LeadContactEmail",
-    "LeadContactPhone",
     "LeadContactURL",
     "Leads",
 ]

@@ -24,6 +24,7 @@ from ..._constants import CUSTOM_PREFIX
 from ..._exceptions import InvalidInputError
 from ..base import CloseModel
 from ..checks import check_json_value
+from ..contacts import ContactEmail, ContactPhone
 from ..custom import CustomDecoder, CustomFieldsModel, share
 
 __all__ = [
@@ -31,8 +32,6 @@ __all__ = [
     "Lead",
     "LeadAddress",
     "LeadContact",
-    "LeadContactEmail",
-    "LeadContactPhone",
     "LeadContactURL",
 ]
 
@@ -99,19 +98,6 @@ def _validate(item: CreateLead) -> None:
         check_json_value(f"custom.{key}", value)
 
 
-class LeadContactEmail(CloseModel, kw_only=True):
-    email: str | None = None
-    type: str | None = None
-    is_unsubscribed: bool | None = None
-
-
-class LeadContactPhone(CloseModel, kw_only=True):
-    phone: str | None = None
-    phone_formatted: str | None = None
-    type: str | None = None
-    country: str | None = None
-
-
 class LeadContactURL(CloseModel, kw_only=True):
     url: str | None = None
     type: str | None = None
@@ -126,8 +112,8 @@ class LeadContact(CloseModel, kw_only=True):
     name: str | None = None
     title: str | None = None
     display_name: str | None = None
-    emails: list[LeadContactEmail] = []
-    phones: list[LeadContactPhone] = []
+    emails: list[ContactEmail] = []
+    phones: list[ContactPhone] = []
     urls: list[LeadContactURL] = []
     date_created: dt.datetime | None = None
     date_updated: dt.datetime | None = None

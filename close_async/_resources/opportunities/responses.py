@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 import msgspec
 
 from ..base import CloseModel
+from ..contacts import ContactEmail, ContactPhone
 from ..custom import CustomFieldsModel
 
 __all__ = [
@@ -76,34 +77,6 @@ class IntegrationLink(CloseModel, kw_only=True):
     """The link's label."""
     url: str | None = None
     """Its target, rendered for this opportunity."""
-
-
-class ContactEmail(CloseModel, kw_only=True):
-    """An email address of a contact (here the lead's primary one)."""
-
-    email: str | None = None
-    """The address."""
-    type: str | None = None
-    """Its kind, e.g. ``office`` or ``home`` (an open enum)."""
-    is_unsubscribed: bool | None = None
-    """Whether the address has unsubscribed from emails."""
-
-
-class ContactPhone(CloseModel, kw_only=True):
-    """A phone number of a contact (here the lead's primary ones)."""
-
-    phone: str | None = None
-    """The number in E.164 form, e.g. ``+16505550123``."""
-    phone_formatted: str | None = None
-    """The number as Close displays it."""
-    type: str | None = None
-    """Its kind, e.g. ``office`` or ``mobile`` (an open enum)."""
-    country: str | None = None
-    """Its country, an ISO 3166 code such as ``US``."""
-    outbound_sms_blocked: bool | None = None
-    """Whether Close blocks sending SMS to it."""
-    tz_ids: list[str] = []
-    """The time zones of the number, as IANA names (``America/New_York``)."""
 
 
 class ActionItem(CloseModel, kw_only=True):

@@ -53,6 +53,25 @@ def wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], seconds: fl
         time.sleep(0.01)
 
 
+def kill_while_last_is(journal: Path, state: str, proc: subprocess.Popen[str]) -> None:
+    """SIGKILL ``proc`` at a moment its journal's last record is ``state``.
+
+    Frozen (SIGSTOP) before looking, so the record cannot change between the look and the kill:
+    a retry's backoff is jittered from 0 s, so a poll-then-kill can land inside its next
+    "sending" (flaky under load before). Not that moment: let it run a little and look again."""
+    deadline = time.monotonic() + 15
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        proc.send_signal(signal.SIGSTOP)
+        if list(states(journal))[-1:] == [state]:
+            break
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+
+
 def states(journal: Path) -> Iterator[str]:
     return (r["state"] for r in journal_records(journal)) if journal.exists() else iter(())
 
@@ -329,9 +348,7 @@ def test_a_row_killed_while_backing_off_from_a_refused_connection_is_sent_on_the
     with server_thread() as gone:
         url = gone.base_url
     proc = start(args, url)
-    wait_for(lambda: "waiting" in states(journal), proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=10)
+    kill_while_last_is(journal, "waiting", proc)
     assert list(states(journal))[-1] == "waiting"
     with server_thread() as fake:
         again = run(args, fake.base_url)

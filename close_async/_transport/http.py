@@ -31,6 +31,7 @@ from .retry import RetryPolicy
 from .slots import Slots
 
 T = TypeVar("T")
+_CLOSED = "the AsyncCloseClient was closed while this request "
 E = TypeVar("E", bound=CloseError)
 
 
@@ -83,6 +84,7 @@ class HTTPTransport:
         Requests still waiting (for a connection slot, the limiter or the pacer) then fail with
         ``CloseError``; ``create_many`` still returns one result per item."""
         self._closed = True
+        self._slots.fail(lambda: CloseError(_CLOSED + "waited for a connection: not sent"))
         for waker in self._wakers:
             if not waker.done():
                 waker.set_result(None)
@@ -114,7 +116,7 @@ class HTTPTransport:
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            raise CloseError(f"the AsyncCloseClient was closed while this request {what}")
+            raise CloseError(_CLOSED + what)
         return task.result()
 
     def _check_open(self) -> None:
@@ -222,7 +224,7 @@ class HTTPTransport:
         self._get_session()  # a closed client fails before waiting for anything
         slots = self._slots
         if not slots.try_take():
-            await self._unless_closed(slots.take(), "waited for a connection: not sent")
+            await slots.take()  # aclose() fails the queued ones (Slots.fail)
         try:
             if self.limiter is not None:
                 await self.limiter.acquire()

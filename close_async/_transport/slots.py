@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 __all__ = ["Slots"]
 
@@ -63,6 +64,18 @@ class Slots:
             if fut.done() and not fut.cancelled():
                 self.give()  # handed a slot, then cancelled before using it: pass it on
             raise  # cancelled while queued: give() skips the cancelled future
+
+    def fail(self, error: Callable[[], BaseException]) -> None:
+        """Every waiter raises an ``error()`` of its own now (the client was closed).
+
+        So a client awaits ``take()`` directly, with no task for a close to cancel: that task,
+        made for every create that queued, was 4.4% of a bulk create's instructions
+        (1,286,148 -> 1,229,899 per create, client and server, ``benchmarks/bulk_cpu.py``)."""
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_exception(error())
 
     def give(self) -> None:
         """Give a slot back: to the oldest waiter still waiting, else to the free pool."""

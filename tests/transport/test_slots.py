@@ -127,3 +127,17 @@ async def test_repr_shows_live_state() -> None:
 def test_size_must_be_positive(size: int) -> None:
     with pytest.raises(ValueError, match="size must be at least 1"):
         Slots(size)
+
+
+async def test_fail_raises_an_error_of_its_own_in_every_waiter_and_frees_no_slot() -> None:
+    slots = Slots(1)
+    slots.try_take()
+    waiters = [asyncio.create_task(slots.take()) for _ in range(3)]
+    await asyncio.sleep(0)
+    slots.fail(lambda: RuntimeError("closed"))
+    errors = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(e, RuntimeError) for e in errors)
+    assert len({id(e) for e in errors}) == 3  # one each: their tracebacks are their own
+    assert slots.free == 0  # the holder still holds its slot
+    slots.give()
+    assert slots.free == 1

@@ -107,7 +107,9 @@ async def run_import(
     def note(row: int, state: str, **fields: Any) -> None:
         if journal is not None and not dry_run:
             try:  # outcomes: written a batch at a time (one write() with the next "sending")
-                if state == "waiting":
+                if state == DONE and len(fields) == 1:
+                    journal.created(row, fields["id"])
+                elif state == "waiting":
                     journal.record(row, state, **fields)
                 else:
                     journal.outcome(row, state, **fields)
@@ -235,7 +237,8 @@ async def run_import(
                 tracker.finished(row.line)
             if isinstance(result, Opportunity) and summary.stopped is None:  # the usual case
                 failures = 0
-                record_outcome(row, result, summary, note)
+                summary.created += 1
+                note(row.line, DONE, id=result.id)
             elif not account(row, result):
                 continue
             if tracker is not None and tracker.error is not None:

@@ -75,6 +75,7 @@ __all__ = [
 ]
 
 _SENDING = b'{"row":%d,"state":"sending","digest":%s,"sent_at":%s}\n'
+_CREATED = b'{"row":%d,"state":"created","id":%s}\n'
 
 
 class Journal(Appender):
@@ -209,6 +210,13 @@ class Journal(Appender):
             raise JournalWriteError(f"cannot write the journal {self.path}: {problem}")
         self.write(_SENDING % (row, encoder.encode(digest), encoder.encode(sent_at)))
         self._note(row, "sending", digest, None, sent_at)
+
+    def created(self, row: int, id: str) -> None:
+        """``outcome(row, "created", id=id)``: the import's usual outcome, the short way."""
+        if self.broken is not None:
+            raise JournalWriteError(f"cannot write the journal {self.path}: {self.broken}")
+        self._note(row, DONE, None)
+        self.hold(_CREATED % (row, encoder.encode(id)))
 
     def outcome(self, row: int, state: str, **fields: Any) -> None:
         """Record an outcome (``created``, ``failed``, ``unknown``, ``invalid``), written with

@@ -76,6 +76,7 @@ __all__ = [
 
 _SENDING = b'{"row":%d,"state":"sending","digest":%s,"sent_at":%s}\n'
 _CREATED = b'{"row":%d,"state":"created","id":%s}\n'
+_SENDING_CODE, _DONE_CODE = CODE["sending"], CODE[DONE]
 
 
 class Journal(Appender):
@@ -209,13 +210,30 @@ class Journal(Appender):
         if problem is not None:
             raise JournalWriteError(f"cannot write the journal {self.path}: {problem}")
         self.write(_SENDING % (row, encoder.encode(digest), encoder.encode(sent_at)))
-        self._note(row, "sending", digest, None, sent_at)
+        if 0 < row < len(self.states) and digest and sent_at and not self.errors:  # usual
+            self.sent_ats.setdefault(row, sent_at)  # the earliest attempt that may have created
+            self._records += 1
+            self.states[row] = _SENDING_CODE
+            self.last[row] = self._records
+            try:  # noqa: SIM105 (a context manager per record costs ~1 us)
+                self.digests[row] = int(digest, 16) & 0xFFFF_FFFF_FFFF_FFFF
+            except ValueError:
+                pass  # a digest that is not hex: none recorded
+        else:
+            self._note(row, "sending", digest, None, sent_at)
 
     def created(self, row: int, id: str) -> None:
         """``outcome(row, "created", id=id)``: the import's usual outcome, the short way."""
         if self.broken is not None:
             raise JournalWriteError(f"cannot write the journal {self.path}: {self.broken}")
-        self._note(row, DONE, None)
+        if 0 < row < len(self.states) and not self.errors:  # _note's usual case
+            if self.sent_ats:
+                self.sent_ats.pop(row, None)
+            self._records += 1
+            self.states[row] = _DONE_CODE
+            self.last[row] = self._records
+        else:
+            self._note(row, DONE, None)
         self.hold(_CREATED % (row, encoder.encode(id)))
 
     def outcome(self, row: int, state: str, **fields: Any) -> None:

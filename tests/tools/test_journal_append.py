@@ -189,3 +189,27 @@ async def test_an_import_whose_journal_breaks_names_every_created_row_it_could_n
     assert created  # some rows went through before the journal broke
     for line, oid in created.items():  # the server's record: each one recorded, or named
         assert recorded.get(line) == "created" or unrecorded.get(line) == f"created {oid}"
+
+
+def test_what_the_journal_notes_as_it_writes_is_what_a_resume_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+
+    async def run() -> Journal:
+        with Journal(path) as journal:
+            for row in (3, 1, 2, 40, 3):
+                journal.sending(row, f"{row:016x}", sent_at_now())
+            journal.created(1, "o1")
+            journal.outcome(2, "unknown", error="timed out", sent_at="2026-12-01T00:00:00+00:00")
+            journal.record(3, "waiting")
+            journal.sending(2, "", sent_at_now())  # no digest: the recorded one stays
+            journal.created(40, "o40")
+        return journal
+
+    written = asyncio.run(run())
+    with Journal(path) as read:
+        for row in range(1, 41):
+            assert (read.state(row), read.digest(row)) == (written.state(row), written.digest(row))
+            assert read.last[row] == written.last[row]
+        assert (read.errors, read.sent_ats) == (written.errors, written.sent_ats)
+        assert read.state(2) == "sending"
+        assert read.digest(2) == 2

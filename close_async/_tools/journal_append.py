@@ -41,7 +41,7 @@ class Appender:
         self._reserve = reserve
         self._torn = torn  # a kill mid-write left a last line with no newline: end it first
         self._held: list[bytes] = []  # outcome lines not written yet
-        self._flush_soon = False  # a flush() is scheduled on the loop
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # where a flush() is scheduled
         self._syncer = None
         self.unwritten: list[tuple[int, str]] = []
 
@@ -49,18 +49,17 @@ class Appender:
         """Write ``data`` (an outcome) with the next write, at the latest at the end of this
         loop iteration; raises ``JournalWriteError`` only where there is no loop to wait for."""
         self._held.append(data)
-        if self._flush_soon:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()
             return
-        self._flush_soon = True
-        loop.call_soon(self._flush_later)
+        if self._flush_on is not loop:  # none scheduled on this loop (or one on a loop gone)
+            self._flush_on = loop
+            loop.call_soon(self._flush_later)
 
     def _flush_later(self) -> None:
-        self._flush_soon = False
+        self._flush_on = None
         if self._held and self._fd >= 0:
             with contextlib.suppress(JournalWriteError):  # ``broken`` and ``unwritten`` say it
                 self.flush()

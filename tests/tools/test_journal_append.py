@@ -213,3 +213,28 @@ def test_what_the_journal_notes_as_it_writes_is_what_a_resume_reads_back(tmp_pat
         assert (read.errors, read.sent_ats) == (written.errors, written.sent_ats)
         assert read.state(2) == "sending"
         assert read.digest(2) == 2
+
+
+def test_a_loop_that_ended_before_its_flush_does_not_keep_the_next_loops_outcomes_held(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+
+        async def hold_one() -> None:
+            journal.outcome(1, "created", id="o1")
+
+        first = asyncio.new_event_loop()
+        task = first.create_task(hold_one())
+        first.call_soon(first.stop)  # the loop ends with the task's step: its flush never runs
+        first.run_forever()
+        first.close()
+        assert task.done()
+        assert records(path) == []
+
+        async def hold_another() -> None:
+            journal.outcome(2, "created", id="o2")
+            await asyncio.sleep(0)
+            assert records(path) == [(1, "created"), (2, "created")]
+
+        asyncio.run(hold_another())

@@ -20,8 +20,11 @@ Three kinds of process:
      sending (encoding, columns, the journal), then ``run_import`` (concurrency 50);
    - ``resume``: the same import again on the finished journal (every row skipped), for memory.
 
-Throughput: ``--rate-rows`` rows per measurement, ``--rounds`` rounds, the modes in a rotated
-order each round, medians reported, ratios taken within the run (the machine is shared); at each
+Throughput: ``--rate-rows`` rows per measurement, ``--rounds`` rounds (5 at 0 ms, 3 above), each
+round every mode once with each mode next to its anchor (``create_many``, csv, csv-fsync, jsonl,
+jsonl-fsync, then the reverse order the next round: ABBA), so that a mode and its anchor share the
+same minutes of a shared machine. A ratio is the median of the per-round ratios (the mode's rows/s
+over its anchor's in that round), not a ratio of medians taken minutes apart; at each
 server latency of ``--latencies`` (0 ms: the client's CPU per row decides the rate, so the
 import's own work, parsing, validating and journaling each row, shows in full; 50 ms: a round trip
 like a real API's, where what matters is that the import keeps its 50 requests in flight).
@@ -232,7 +235,8 @@ class Rate:
     rows_per_s: float  # median over rounds
     all_rows_per_s: list[float]
     client_cpu_ms_per_row: float
-    ratio: float  # to create_many (fsync modes: to the same format without fsync)
+    ratio: float  # median of the per-round ratios to the anchor
+    round_ratios: list[float]  # to create_many (fsync modes: to the same format without fsync)
 
 
 @dataclass
@@ -254,7 +258,7 @@ def rates(
     write_jsonl(csv_path, jsonl_path)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     for r in range(rounds):
-        order = MODES[r % len(MODES) :] + MODES[: r % len(MODES)]
+        order = MODES if r % 2 == 0 else MODES[::-1]  # each pair adjacent, ABBA over rounds
         for mode in order:
             journal = tmp / f"rate-{mode}-{r}.journal"
             source = jsonl_path if mode.startswith("jsonl") else csv_path
@@ -267,6 +271,12 @@ def rates(
     median = {m: statistics.median(r["rows_per_s"] for r in runs[m]) for m in MODES}
     anchor = {"csv": "create_many", "jsonl": "create_many", "create_many": "create_many"}
     anchor |= {"csv-fsync": "csv", "jsonl-fsync": "jsonl"}
+    per_round = {
+        m: [
+            a["rows_per_s"] / b["rows_per_s"] for a, b in zip(runs[m], runs[anchor[m]], strict=True)
+        ]
+        for m in MODES
+    }
     return [
         Rate(
             latency_ms=latency * 1000,
@@ -278,7 +288,8 @@ def rates(
             client_cpu_ms_per_row=round(
                 1000 * statistics.median(r["cpu_seconds"] for r in runs[m]) / rows, 3
             ),
-            ratio=round(median[m] / median[anchor[m]], 3),
+            ratio=round(statistics.median(per_round[m]), 3),
+            round_ratios=[round(x, 3) for x in per_round[m]],
         )
         for m in MODES
     ]
@@ -305,15 +316,17 @@ def memory(tmp: Path, server: Server, rows: int, concurrency: int) -> Memory:
 
 def report_tables(rate_results: list[Rate], mem_results: list[Memory]) -> str:
     lines = [
-        "| latency | mode | rows | rows/s (median) | runs | client CPU ms/row | ratio | anchor |",
-        "|---|---|---|---|---|---|---|---|",
+        "| latency | mode | rows | rows/s (median) | runs | client CPU ms/row | ratio (median)"
+        " | per round | anchor |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rate_results:
         anchor = {"csv-fsync": "csv", "jsonl-fsync": "jsonl"}.get(r.mode, "create_many")
         runs = ", ".join(f"{x:,.0f}" for x in r.all_rows_per_s)
+        ratios = ", ".join(f"{x:.2f}" for x in r.round_ratios)
         lines.append(
             f"| {r.latency_ms:.0f} ms | {r.mode} | {r.rows:,} | {r.rows_per_s:,.0f} | {runs} | "
-            f"{r.client_cpu_ms_per_row:.2f} | {r.ratio:.2f} | {anchor} |"
+            f"{r.client_cpu_ms_per_row:.2f} | {r.ratio:.2f} | {ratios} | {anchor} |"
         )
     lines += [
         "",
@@ -348,7 +361,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (CI)")
     parser.add_argument("--sizes", help="comma-separated row counts for memory (2000,200000)")
     parser.add_argument("--rate-rows", type=int, help="rows per rate measurement (10000)")
-    parser.add_argument("--rounds", type=int, help="rounds of rate measurements (3)")
+    parser.add_argument(
+        "--rounds", type=int, help="rounds of rate measurements (5 at 0 ms latency, 3 above)"
+    )
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument(
         "--json",
@@ -398,13 +413,17 @@ def main() -> int:
         sizes = [500, 2000] if args.quick else [2000, 200_000]
     rate_rows = args.rate_rows or (500 if args.quick else 10_000)
     latencies = [float(x) / 1000 for x in args.latencies.split(",")]
-    rounds = args.rounds or (1 if args.quick else 3)
+
+    def rounds_at(latency: float) -> int:  # at 0 ms the spread is widest: more rounds
+        return args.rounds or (1 if args.quick else 5 if latency == 0 else 3)
+
     rate_results: list[Rate] = []
     created = 0
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         for latency in latencies:
             server = Server(latency)
             try:
+                rounds = rounds_at(latency)
                 print(f"rates at {rate_rows:,} rows x {rounds}, server latency {latency}s ...",
                       file=sys.stderr, flush=True)  # fmt: skip
                 rate_results += rates(
@@ -422,7 +441,7 @@ def main() -> int:
     met = verdicts(rate_results, mem_results)
     for name, ok in met.items():
         print(f"{name}: {'met' if ok else 'MISSED'}")
-    expected = len(latencies) * rounds * len(MODES) * rate_rows + sum(sizes)
+    expected = sum(rounds_at(x) for x in latencies) * len(MODES) * rate_rows + sum(sizes)
     ok = counts["created"] == expected and all(m.all_created for m in mem_results)
     if not ok:
         print(f"MISMATCH: server created {counts['created']}, expected {expected}", file=sys.stderr)
@@ -433,7 +452,7 @@ def main() -> int:
             "params": {
                 "sizes": sizes,
                 "rate_rows": rate_rows,
-                "rounds": rounds,
+                "rounds": {f"{x * 1000:g} ms": rounds_at(x) for x in latencies},
                 "latencies_ms": [x * 1000 for x in latencies],
                 "concurrency": args.concurrency,
                 "quick": args.quick,

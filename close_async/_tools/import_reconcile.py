@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -63,9 +64,17 @@ class Summary(Protocol):
 Note = Callable[..., None]
 
 
+_second: list[Any] = [None, ""]  # the last second formatted, and its text up to the seconds
+
+
 def sent_at_now() -> str:
-    """A journal's ``sent_at``: now, UTC, ISO 8601 with milliseconds."""
-    return dt.datetime.now(_UTC).isoformat(timespec="milliseconds")
+    """A journal's ``sent_at``: now, UTC, ISO 8601 with milliseconds: the text of
+    ``datetime.now(UTC).isoformat(timespec="milliseconds")``, the date formatted once a second
+    (0.3 us instead of 2-3, measured; one per request sent)."""
+    second, ns = divmod(time.time_ns(), 1_000_000_000)
+    if second != _second[0]:
+        _second[:] = second, dt.datetime.fromtimestamp(second, _UTC).isoformat()[:19]
+    return f"{_second[1]}.{ns // 1_000_000:03d}+00:00"
 
 
 async def settle_unknown(
@@ -200,7 +209,7 @@ async def _send_again(
         row = rows[index]
         if journal is None:
             return None
-        journal.record(row.line, "sending", digest=row.digest, sent_at=sent_at_now())
+        journal.sending(row.line, row.digest, sent_at_now())
         return journal.durable()
 
     def sent(index: int, was_sent: bool) -> None:

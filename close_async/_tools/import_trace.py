@@ -29,34 +29,31 @@ class SendTracker:
     def __init__(self, journal: Journal | None) -> None:
         self.journal = journal
         self.error: JournalWriteError | None = None
-        self._announced: set[int] = set()
-        self._left: set[int] = set()
+        self._out: dict[int, bool] = {}  # announced line -> whether its attempt has left
 
     def leaving(self, line: int) -> None:
         """Called from ``on_send``: the next attempt of ``line`` is about to go on the wire."""
-        self._announced.add(line)
-        self._left.discard(line)
+        self._out[line] = False
 
     def sent(self, line: int, sent: bool) -> None:
         """Called from ``on_sent``: that attempt was written (True) or created nothing."""
         if sent:
-            if line in self._announced:
-                self._left.add(line)
+            if line in self._out:
+                self._out[line] = True
         else:
             self._never_sent(line)
 
     def finished(self, line: int) -> None:
-        self._announced.discard(line)
-        self._left.discard(line)
+        self._out.pop(line, None)
 
     def left(self, line: int) -> bool:
-        return line in self._left
+        return self._out.get(line, False)
 
     def announced(self, line: int) -> bool:
-        return line in self._announced
+        return line in self._out
 
     def _never_sent(self, line: int) -> None:
-        if line not in self._announced:
+        if line not in self._out:
             return
         self.finished(line)
         if self.journal is None:

@@ -106,8 +106,13 @@ async def run_import(
 
     def note(row: int, state: str, **fields: Any) -> None:
         if journal is not None and not dry_run:
-            try:
-                journal.record(row, state, **fields)
+            try:  # outcomes: written a batch at a time (one write() with the next "sending")
+                if state == DONE and len(fields) == 1:
+                    journal.created(row, fields["id"])
+                elif state == "waiting":
+                    journal.record(row, state, **fields)
+                else:
+                    journal.outcome(row, state, **fields)
             except JournalWriteError as exc:
                 halt(str(exc), EXIT_JOURNAL)
                 summary.unrecorded.append((row, f"{state} {fields.get('id') or ''}".strip()))
@@ -178,7 +183,7 @@ async def run_import(
         if journal is None:
             return None
         # Raises if the disk is full. sent_at: a re-run with --reconcile needs it after a kill.
-        journal.record(row.line, "sending", digest=row.digest, sent_at=sent_at_now())
+        journal.sending(row.line, row.digest, sent_at_now())
         return journal.durable()  # --fsync: the request leaves once "sending" is on disk
 
     def sent(index: int, was_sent: bool) -> None:
@@ -232,13 +237,14 @@ async def run_import(
                 tracker.finished(row.line)
             if isinstance(result, Opportunity) and summary.stopped is None:  # the usual case
                 failures = 0
-                record_outcome(row, result, summary, note)
+                summary.created += 1
+                note(row.line, DONE, id=result.id)
             elif not account(row, result):
                 continue
             if tracker is not None and tracker.error is not None:
                 halt(str(tracker.error), EXIT_JOURNAL)
-            if journal is not None and journal.full is not None:
-                halt(f"the journal's disk is full ({journal.full})", EXIT_JOURNAL)
+            if journal is not None and (journal.full or journal.broken) is not None:
+                halt(_journal_stop(journal), EXIT_JOURNAL)
             if progress is not None:
                 progress(summary)
 
@@ -271,8 +277,21 @@ async def run_import(
         await task
     if unknowns and summary.stopped is None:
         await settle_or_stop(client, unknowns, journal, summary, note, settle, concurrency, stop)
+    if journal is not None:  # the outcomes still held back; and those a failed write lost
+        try:
+            journal.flush()
+        except JournalWriteError:
+            halt(_journal_stop(journal), EXIT_JOURNAL)
+        summary.unrecorded += journal.unwritten
+        journal.unwritten.clear()
     summary.seconds = asyncio.get_running_loop().time() - started
     return summary
+
+
+def _journal_stop(journal: Journal) -> str:
+    if journal.broken is None:
+        return f"the journal's disk is full ({journal.full})"
+    return f"cannot write the journal {journal.path}: {journal.broken}"
 
 
 async def _each(items: list[tuple[int, Any]]) -> AsyncIterator[tuple[int, Any]]:

@@ -1,7 +1,10 @@
 """The import journal: an append-only JSON Lines file recording each row's outcome.
 
 The first line is a header naming the input (``{"journal": 1, "input": "/abs/deals.csv"}``); then
-one record per line, written to the OS as it happens, so a killed import loses nothing recorded:
+one record per line, written to the OS as it happens (``record``, ``sending``), so a killed import
+loses nothing recorded; the outcomes of an import's requests (``outcome``) are written a batch at a
+time, with the next record or at the end of the event-loop iteration at the latest
+(``journal_append``: a kill in that window leaves the row ``sending``, unknown on resume):
 
 - ``{"row": 12, "state": "sending", "digest": "...", "sent_at": "2026-...+00:00"}``: the request
   for line 12 may leave now (``sent_at``: when, for ``--reconcile``; older journals lack it).
@@ -22,10 +25,12 @@ One import at a time: the journal file itself is held with ``flock`` for the who
 Memory on resume: one byte of state, 8 bytes of digest and 4 bytes of "last record" per line,
 in flat arrays (200,000 rows: 2.4 MB), never a dict of row objects.
 
-``fsync=True``: records are written at once as always, and a writer thread fsyncs what was
-written since its last fsync (group commit), so the event loop never waits for the disk. A power
-cut loses at most the records of the last fsync round (a few milliseconds). That thread, and the
-space set aside for a full disk, are ``journal_disk``.
+``fsync=True``: records are written as always, and a writer thread fsyncs what was written
+since its last fsync (group commit), so the event loop never waits for the disk. A power cut
+loses at most the records of the last fsync round (a few milliseconds); a request leaves only
+once its ``sending`` record is synced (``durable``). That thread, and the space set aside for a
+full disk, are ``journal_disk``; writing whole lines, the full disk and the held outcomes are
+``journal_append``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any
 
 import msgspec
 
+from .journal_append import Appender
 from .journal_disk import RESERVE, GroupSync, JournalWriteError, is_disk_full, make_reserve
 from .journal_lock import LOCK_POLL, JournalError, JournalLockedError, lock, unlock, wait_unlocked
 from .journal_records import (
@@ -68,8 +74,12 @@ __all__ = [
     "open_journal",
 ]
 
+_SENDING = b'{"row":%d,"state":"sending","digest":%s,"sent_at":%s}\n'
+_CREATED = b'{"row":%d,"state":"created","id":%s}\n'
+_SENDING_CODE, _DONE_CODE = CODE["sending"], CODE[DONE]
 
-class Journal:
+
+class Journal(Appender):
     """Reads the states a previous run recorded, and appends this run's."""
 
     def __init__(
@@ -91,20 +101,20 @@ class Journal:
         self.broken: OSError | None = None  # a write failed: nothing more can be recorded
         self.full: OSError | None = None  # the disk filled; the reserve took what was in flight
         self._lock_fd = lock(self.path)
-        self._reserve = self.path.with_name(self.path.name + ".reserve")
+        reserve_path = self.path.with_name(self.path.name + ".reserve")
         try:
-            make_reserve(self._reserve, reserve)
+            make_reserve(reserve_path, reserve)
         except OSError as exc:
             unlock(self._lock_fd)
             raise JournalWriteError(f"cannot write beside the journal {self.path}: {exc}") from None
         self._records = 0
         torn = self._load() if self.path.exists() else False
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._torn = torn  # a kill mid-write left a last line with no newline: end it first
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._start_appending(fd, reserve_path, torn)
         if self._records == 0 and self.input is None and os.fstat(self._fd).st_size == 0:
             name = None if input is None else str(Path(input).resolve())
             self.input = name
-            self._write(encoder.encode({"journal": 1, "input": name}) + b"\n")
+            self.write(encoder.encode({"journal": 1, "input": name}) + b"\n")
         self._syncer = GroupSync(self, self._fd) if fsync else None
 
     def _load(self) -> bool:
@@ -176,21 +186,65 @@ class Journal:
     def created_ids(self) -> set[str]:
         """Every opportunity id the journal records as created (read from the file: only
         ``--reconcile`` needs them, so that no row is matched to another row's opportunity)."""
+        with contextlib.suppress(JournalWriteError):  # broken: what it holds is lost anyway
+            self.flush()
         return read_created_ids(self.path)
 
     def recorded_rows(self) -> int:
         return sum(1 for code in self.states if code)
 
     def record(self, row: int, state: str, **fields: Any) -> None:
-        """Append one record; raises ``JournalWriteError`` if it cannot be written, and for a
-        ``sending`` record once the disk has filled (the request must then not leave)."""
+        """Append one record, written at once; raises ``JournalWriteError`` if it cannot be
+        written, and for a ``sending`` record once the disk has filled (the request must then
+        not leave)."""
         problem = self.broken or (self.full if state == "sending" else None)
         if problem is not None:
             raise JournalWriteError(f"cannot write the journal {self.path}: {problem}")
-        self._write(encoder.encode({"row": row, "state": state, **fields}) + b"\n")
+        self.write(encoder.encode({"row": row, "state": state, **fields}) + b"\n")
         self._note(row, state, fields.get("digest"), fields.get("error"), fields.get("sent_at"))
-        if self._syncer is not None:
-            self._syncer.wrote()
+
+    def sending(self, row: int, digest: str, sent_at: str) -> None:
+        """``record(row, "sending", digest=digest, sent_at=sent_at)``, the import's record per
+        request, written at once (with the outcomes held back) in one ``write()``."""
+        problem = self.broken or self.full
+        if problem is not None:
+            raise JournalWriteError(f"cannot write the journal {self.path}: {problem}")
+        self.write(_SENDING % (row, encoder.encode(digest), encoder.encode(sent_at)))
+        if 0 < row < len(self.states) and digest and sent_at and not self.errors:  # usual
+            self.sent_ats.setdefault(row, sent_at)  # the earliest attempt that may have created
+            self._records += 1
+            self.states[row] = _SENDING_CODE
+            self.last[row] = self._records
+            try:  # noqa: SIM105 (a context manager per record costs ~1 us)
+                self.digests[row] = int(digest, 16) & 0xFFFF_FFFF_FFFF_FFFF
+            except ValueError:
+                pass  # a digest that is not hex: none recorded
+        else:
+            self._note(row, "sending", digest, None, sent_at)
+
+    def created(self, row: int, id: str) -> None:
+        """``outcome(row, "created", id=id)``: the import's usual outcome, the short way."""
+        if self.broken is not None:
+            raise JournalWriteError(f"cannot write the journal {self.path}: {self.broken}")
+        if 0 < row < len(self.states) and not self.errors:  # _note's usual case
+            if self.sent_ats:
+                self.sent_ats.pop(row, None)
+            self._records += 1
+            self.states[row] = _DONE_CODE
+            self.last[row] = self._records
+        else:
+            self._note(row, DONE, None)
+        self.hold(_CREATED % (row, encoder.encode(id)))
+
+    def outcome(self, row: int, state: str, **fields: Any) -> None:
+        """Record an outcome (``created``, ``failed``, ``unknown``, ``invalid``), written with
+        the next record or at the end of this loop iteration (``Appender.hold``): one write for
+        a batch. A write that fails lists it in ``unwritten``; raises ``JournalWriteError`` once
+        the journal is broken."""
+        if self.broken is not None:
+            raise JournalWriteError(f"cannot write the journal {self.path}: {self.broken}")
+        self._note(row, state, fields.get("digest"), fields.get("error"), fields.get("sent_at"))
+        self.hold(encoder.encode({"row": row, "state": state, **fields}) + b"\n")
 
     def durable(self) -> Awaitable[None] | None:
         """With ``fsync``: an awaitable that is done once every record written so far is on
@@ -199,36 +253,11 @@ class Journal:
         cut can never lose the record of a create that happened."""
         return None if self._syncer is None else self._syncer.durable()
 
-    def _write(self, data: bytes) -> None:
-        if self._torn:
-            data = b"\n" + data
-        try:
-            self._write_all(data)
-        except OSError as exc:
-            if not (is_disk_full(exc) and self._reserve.exists()):
-                self.broken = exc
-                raise JournalWriteError(f"cannot write the journal {self.path}: {exc}") from None
-            # Give up the reserve: its space takes the outcomes of the requests still out.
-            self.full = exc
-            self._reserve.unlink()
-            self._write(data.lstrip(b"\n"))  # starts with a newline if a line was torn
-
-    def _write_all(self, data: bytes) -> None:
-        while data:
-            try:
-                written = os.write(self._fd, data)
-            except OSError:
-                self._torn = True  # part of a line may be on disk: the next line starts fresh
-                raise
-            if written == len(data):  # the usual: all of it at once
-                self._torn = False
-                return
-            data = data[written:]
-            self._torn = True
-
     def close(self) -> None:
         if self._fd < 0:
             return
+        with contextlib.suppress(JournalWriteError):  # broken: ``unwritten`` lists what it held
+            self.flush()
         if self._syncer is not None:
             self._syncer.stop()
         os.close(self._fd)
@@ -246,6 +275,8 @@ class Journal:
     def export(self, output: str | os.PathLike[str]) -> int:
         """Write each row's outcome (its last record) to ``output`` as JSON Lines, in journal
         order; a row last seen ``sending`` is ``unknown``. Returns the number of rows written."""
+        with contextlib.suppress(JournalWriteError):
+            self.flush()
         return export_outcomes(self.path, self.last, output)
 
 

@@ -24,6 +24,7 @@ from .._constants import CUSTOM_PREFIX
 from .._exceptions import InvalidInputError
 
 _decoder = msgspec.json.Decoder()
+_sha256 = hashlib.sha256
 _INT_COLUMNS = frozenset({"value", "confidence"})
 _JSON_COLUMNS = frozenset({"attachments", "custom_fields"})
 ENCODING_ERROR = "has bytes that are not"
@@ -77,7 +78,11 @@ def read_header(path: Path, encoding: str) -> list[str] | None:
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode(errors="surrogateescape")).hexdigest()[:16]
+    """16 hex of SHA-256: ``sha256(text.encode(errors="surrogateescape")).hexdigest()[:16]``,
+    the same text without the 64-character string, and the usual ASCII row without an error
+    handler to look up."""
+    data = text.encode() if text.isascii() else text.encode(errors="surrogateescape")
+    return _sha256(data).digest()[:8].hex()
 
 
 def _bad_text(text: str, encoding: str) -> InvalidInputError | None:

@@ -28,18 +28,14 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import counting
 from bench_bulk import (
     API_KEY,
     CLOSE_ASYNC,
@@ -58,27 +54,6 @@ from close_async.testing import FakeCloseServer
 TARGET = 1.10
 WINDOW = 3600.0
 WARM_UP = 200  # >= the pool (100 connections): none is opened while counting
-_COUNTER = re.compile(rb"Th 1\s+([\d,]+)")  # callgrind_control -e Ir: "Th 1  617,692,155"
-
-
-# Under callgrind a create takes ~50x as long, so each of the 100 pooled connections sits idle
-# for seconds between two uses: past close-async's assumed server keep-alive (2 s), which then
-# retires it and opens a new one for nearly every create (counts of one tree varied 1.7M-2.1M
-# per create so), and near aiohttp's own 15 s. At the native rate a connection is idle for
-# milliseconds; so while counting, both clients keep their connections for an hour.
-_SLOW_KEEPALIVE = 3600.0
-
-
-def monkeypatch_keepalive() -> None:
-    from close_async._transport import outcome
-
-    outcome.ASSUMED_SERVER_KEEPALIVE = _SLOW_KEEPALIVE
-
-
-def _handshake(word: str) -> None:
-    """Tell the parent ``word`` and wait for its go (it zeroes or reads callgrind's counters)."""
-    print(word, flush=True)
-    sys.stdin.readline()
 
 
 async def creates(client: str, n: int, *, headers: bool, handshake: bool = False) -> float:
@@ -91,8 +66,8 @@ async def creates(client: str, n: int, *, headers: bool, handshake: bool = False
         contextlib.AsyncExitStack() as stack,
     ):
         if client == CLOSE_ASYNC:
-            if handshake:  # under callgrind: see _SLOW_KEEPALIVE
-                monkeypatch_keepalive()
+            if handshake:  # counted: connections live as long as natively
+                counting.keep_connections()
             close = await stack.enter_async_context(
                 AsyncCloseClient(API_KEY, base_url=server.base_url)
             )
@@ -100,7 +75,7 @@ async def creates(client: str, n: int, *, headers: bool, handshake: bool = False
             def round_(k: int) -> Awaitable[list[Any]]:
                 return close_async_round(close, k)
         else:
-            keepalive = _SLOW_KEEPALIVE if handshake else 15.0  # 15 s: aiohttp's default
+            keepalive = counting.SLOW_KEEPALIVE if handshake else 15.0  # 15 s: aiohttp's default
             connector = aiohttp.TCPConnector(keepalive_timeout=keepalive)
             session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
             create = raw_aiohttp(session, server.base_url + "opportunity/")
@@ -111,52 +86,21 @@ async def creates(client: str, n: int, *, headers: bool, handshake: bool = False
         await round_(WARM_UP)
         gc.collect()
         if handshake:
-            _handshake("ready")
+            counting.handshake("ready")
         started = time.process_time()
         await round_(n)
         seconds = time.process_time() - started
         if handshake:
-            _handshake("done")
+            counting.handshake("done")
         if len(server.created) != WARM_UP + n:
             raise RuntimeError(f"{client}: {len(server.created)} created, not {WARM_UP + n}")
     return seconds
 
 
 def instructions(client: str, n: int, *, headers: bool) -> int:
-    """Instructions of the ``n`` creates alone, by callgrind: the child says when its warm-up
-    is over (the counters are zeroed then) and when the creates are done (they are read)."""
+    """Instructions of the ``n`` creates alone, by callgrind (``counting.instructions``)."""
     command = [sys.executable, __file__, "--child", client, "--n", str(n), "--handshake"]
-    if headers:
-        command.append("--headers")
-    with tempfile.TemporaryDirectory(prefix="bulk-cpu-") as tmp:
-        child = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out.%p", *command],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        assert child.stdin is not None
-        assert child.stdout is not None
-        control = ["callgrind_control", str(child.pid)]
-
-        def step(expected: bytes, *action: str) -> bytes:
-            line = child.stdout.readline()  # type: ignore[union-attr]
-            if line.strip() != expected:
-                child.kill()
-                raise RuntimeError(f"child said {line!r}, not {expected!r}")
-            out = subprocess.run([*control, *action], capture_output=True, check=True).stdout
-            child.stdin.write(b"go\n")  # type: ignore[union-attr]
-            child.stdin.flush()  # type: ignore[union-attr]
-            return out
-
-        step(b"ready", "--zero")
-        counters = step(b"done", "-e", "Ir")
-        child.communicate(timeout=600)
-    found = _COUNTER.search(counters)
-    if found is None:
-        raise RuntimeError(f"no instruction count from callgrind_control: {counters!r}")
-    return int(found.group(1).replace(b",", b""))
+    return counting.instructions([*command, "--headers"] if headers else command)
 
 
 def main() -> int:
@@ -176,7 +120,7 @@ def main() -> int:
     if args.child:
         asyncio.run(creates(args.child, args.n, headers=args.headers, handshake=args.handshake))
         return 0
-    counted = not args.quick and shutil.which("valgrind") is not None
+    counted = not args.quick and counting.can_count()
     unit = "instructions" if counted else "CPU µs (process_time, not counted)"
     per_create: dict[str, float] = {}
     for headers in (False, True):

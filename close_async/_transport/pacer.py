@@ -14,8 +14,11 @@ thousands of creates meets almost no 429s:
   that ask for (almost) nothing get a growing floor, ``ZERO_WAIT_FLOOR`` doubling per 429, so
   they do not turn into a burst.
 - A server whose successful responses carry no rate-limit headers is not paced by headers.
-- A 429 the headers did not predict (none sent, or ``remaining > 0``, or any 429 at all once
-  the view said there was room) teaches a rate (``adaptive.LearnedRate``): from then on every
+- A 429 that says ``remaining > 0`` after about as many requests as we sent shows the limit
+  really enforced, ``limit - remaining`` (``adaptive.HiddenLimit``): every report is read as
+  of it from then on, so the window's budget paces, at that limit.
+- A 429 the headers did not predict (none sent, or any 429 at all once the view said there
+  was room) teaches a rate (``adaptive.LearnedRate``): from then on every
   request also needs a token of that bucket, so the backlog after a pause leaves at the rate
   the server was seen to accept, not all at once.
 - A wait longer than ``max_wait`` (the client's ``max_retry_wait``) is not sat out: every
@@ -34,7 +37,7 @@ import collections
 import logging
 import math
 
-from .adaptive import LearnedRate, too_long
+from .adaptive import HiddenLimit, LearnedRate, too_long
 from .pacer_resume import EarlyEnd, rounded_up
 from .pacer_window import WindowView
 from .ratelimit import RateLimitInfo
@@ -55,6 +58,7 @@ class Window(WindowView):
         super().__init__(group)
         self.max_wait = max_wait
         self.learned = LearnedRate()
+        self.hidden = HiddenLimit()  # a stricter limit than announced, once a 429 showed one
         self.paused_until = 0.0
         self.unpaced = False  # the server sends no rate-limit headers
         self._honest = True  # no 429 has said remaining > 0 (the hidden model's lie)
@@ -116,6 +120,8 @@ class Window(WindowView):
         now = asyncio.get_running_loop().time()
         sent = self._sent_at.pop(ticket, now)
         self._discard(ticket)
+        # A 429 saying remaining > 0 shows the limit really enforced: read reports as of it.
+        info, explained = self.hidden.seen(info, status, now, available=self.available)
         reported = info is not None and info.remaining is not None and info.reset is not None
         if reported:
             assert info is not None
@@ -153,7 +159,9 @@ class Window(WindowView):
                 self._wake()
                 return
             rounded = self.limit is None and rounded_up(pause) and wait <= self.max_wait
-            wait = self.learned.refused(sent, now, wait, foreseen=foreseen, defer=rounded)
+            wait = self.learned.refused(
+                sent, now, wait, foreseen=foreseen, defer=rounded, explained=explained
+            )
             until = now + wait
             if rounded:
                 self._early = early = EarlyEnd(sent, now, wait)

@@ -1,7 +1,8 @@
 """Issue 11: a whole-second pause that no report bounds ends early (close_async._pacer_resume).
 
 The ingress's HTML 429s carry only ``Retry-After: 1``, rounded up: the window may end at once.
-Driven on the patched loop clock: one probe at a time, the gap doubling per refusal, the first
+Driven on the patched loop clock: one probe at a time, the gap doubling per refusal (up to
+``MAX_GAP``), the first
 admitted probe ending the pause, the latest possible end ending it in any case, and the rate
 learned over the pause as it really was.
 """
@@ -14,7 +15,7 @@ import pytest
 
 from close_async._transport.adaptive import BACKOFF, BURST_SECONDS
 from close_async._transport.pacer import Window
-from close_async._transport.pacer_resume import FIRST_GAP
+from close_async._transport.pacer_resume import FIRST_GAP, MAX_GAP
 from tests.support.clock import T0, FakeClock
 from tests.support.pacer import cancel_all, granted, queue_up, unpaced_burst
 
@@ -79,8 +80,8 @@ async def test_the_latest_possible_end_ends_the_pause_when_every_probe_is_refuse
         for ticket in granted(waiters)[probes:]:
             probes += 1
             w.release(ticket, None, status=429, pause=1.0)
-    # 0.15, 0.25, 0.45, 0.85 s: four probes in the second the server asked for, then its end.
-    assert probes <= 5
+    # From 0.125 s, 0.05 then every 0.1 s: ten probes in the second the server asked for.
+    assert probes <= 1 + round(1.0 / MAX_GAP)
     await clock.advance(0.001)
     assert w._early is None
     assert w.learned.rate is not None
@@ -113,3 +114,27 @@ async def test_a_decimal_or_over_long_wait_is_sat_out_in_full(clock: FakeClock) 
     w.release(a, None, status=429, pause=10.0)  # over max_wait: refused, not probed
     assert w._early is None
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("end", [0.3, 0.62, 0.95, 1.07], ids=lambda e: f"end=T0+{e:g}s")
+async def test_the_first_pause_after_a_burst_ends_within_a_gap_of_the_window_end(
+    clock: FakeClock, end: float
+) -> None:
+    # The window (unknown to the client) ends at T0 + end. With gaps doubling without bound
+    # (0.05, 0.1, 0.2, 0.4 s) a window ending at T0 + 0.95 was found at T0 + 1.15 and its end
+    # estimated at T0 + 0.75: the epoch after it measured 200/s as 175/s and the rate stayed low.
+    w = Window("g")
+    await ingress_burst(w, clock, ok=100, limited=1)
+    waiters = await queue_up(w, 50, clock)
+    answered = 0
+    while w._early is not None and clock.now < T0 + 1.2:
+        await clock.advance(0.001)
+        for ticket in granted(waiters)[answered:]:
+            answered += 1
+            status = 200 if clock.now >= T0 + end else 429
+            w.release(ticket, None, status=status, pause=1.0 if status == 429 else None)
+    assert w._early is None
+    assert clock.now <= T0 + end + MAX_GAP + 0.002  # the pause ended a gap after the window
+    estimated = T0 + 100 / w.learned._best  # measured: 100 admitted from T0 to the estimate
+    assert estimated == pytest.approx(T0 + end, abs=MAX_GAP / 2 + 0.002)
+    await cancel_all(waiters)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -275,17 +275,25 @@ async def run_import(
             halt(f"interrupted by {stop.reason}", EXIT_INTERRUPTED)
     if not task.cancelled():
         await task
+    if journal is not None:
+        _flush(journal, halt)
     if unknowns and summary.stopped is None:
         await settle_or_stop(client, unknowns, journal, summary, note, settle, concurrency, stop)
     if journal is not None:  # the outcomes still held back; and those a failed write lost
-        try:
-            journal.flush()
-        except JournalWriteError:
-            halt(_journal_stop(journal), EXIT_JOURNAL)
+        _flush(journal, halt)
         summary.unrecorded += journal.unwritten
         journal.unwritten.clear()
     summary.seconds = asyncio.get_running_loop().time() - started
     return summary
+
+
+def _flush(journal: Journal, halt: Callable[[str, int], None]) -> None:
+    """Write the outcomes held back, and stop (exit 4) if the journal failed or filled at any
+    time, in the flush at the end of a loop iteration too (after the last result's check)."""
+    with contextlib.suppress(JournalWriteError):  # ``broken`` and ``unwritten`` say it
+        journal.flush()
+    if (journal.broken or journal.full) is not None or journal.unwritten:
+        halt(_journal_stop(journal), EXIT_JOURNAL)
 
 
 def _journal_stop(journal: Journal) -> str:

@@ -3,8 +3,9 @@
 The first line is a header naming the input (``{"journal": 1, "input": "/abs/deals.csv"}``); then
 one record per line, written to the OS as it happens (``record``, ``sending``), so a killed import
 loses nothing recorded; the outcomes of an import's requests (``outcome``) are written a batch at a
-time, with the next record or at the end of the event-loop iteration at the latest
-(``journal_append``: a kill in that window leaves the row ``sending``, unknown on resume):
+time, with the next record or at the end of the event-loop iteration at the latest, and noted
+in memory (``state()``, ``last``) once written (``journal_append``: a kill in that window leaves
+the row ``sending``, unknown on resume; a write that fails leaves it ``sending`` here too):
 
 - ``{"row": 12, "state": "sending", "digest": "...", "sent_at": "2026-...+00:00"}``: the request
   for line 12 may leave now (``sent_at``: when, for ``--reconcile``; older journals lack it).
@@ -45,7 +46,7 @@ from typing import Any
 
 import msgspec
 
-from .journal_append import Appender
+from .journal_append import Appender, Note
 from .journal_disk import RESERVE, GroupSync, JournalWriteError, is_disk_full, make_reserve
 from .journal_lock import LOCK_POLL, JournalError, JournalLockedError, lock, unlock, wait_unlocked
 from .journal_records import (
@@ -226,25 +227,29 @@ class Journal(Appender):
         """``outcome(row, "created", id=id)``: the import's usual outcome, the short way."""
         if self.broken is not None:
             raise JournalWriteError(f"cannot write the journal {self.path}: {self.broken}")
-        if 0 < row < len(self.states) and not self.errors:  # _note's usual case
-            if self.sent_ats:
-                self.sent_ats.pop(row, None)
-            self._records += 1
-            self.states[row] = _DONE_CODE
-            self.last[row] = self._records
-        else:
-            self._note(row, DONE, None)
-        self.hold(_CREATED % (row, encoder.encode(id)))
+        self.hold(_CREATED % (row, encoder.encode(id)), (row, DONE, None, None, None))
 
     def outcome(self, row: int, state: str, **fields: Any) -> None:
         """Record an outcome (``created``, ``failed``, ``unknown``, ``invalid``), written with
         the next record or at the end of this loop iteration (``Appender.hold``): one write for
-        a batch. A write that fails lists it in ``unwritten``; raises ``JournalWriteError`` once
-        the journal is broken."""
+        a batch, noted (``state()``, ``last``) once written. A write that fails lists it in
+        ``unwritten``; raises ``JournalWriteError`` once the journal is broken."""
         if self.broken is not None:
             raise JournalWriteError(f"cannot write the journal {self.path}: {self.broken}")
-        self._note(row, state, fields.get("digest"), fields.get("error"), fields.get("sent_at"))
-        self.hold(encoder.encode({"row": row, "state": state, **fields}) + b"\n")
+        note = (row, state, fields.get("digest"), fields.get("error"), fields.get("sent_at"))
+        self.hold(encoder.encode({"row": row, "state": state, **fields}) + b"\n", note)
+
+    def _noted(self, notes: list[Note]) -> None:
+        states, last = self.states, self.last
+        for row, state, digest, error, sent_at in notes:
+            if state == DONE and digest is None and 0 < row < len(states) and not self.errors:
+                if self.sent_ats:  # _note's usual case, the short way
+                    self.sent_ats.pop(row, None)
+                self._records += 1
+                states[row] = _DONE_CODE
+                last[row] = self._records
+            else:
+                self._note(row, state, digest, error, sent_at)
 
     def durable(self) -> Awaitable[None] | None:
         """With ``fsync``: an awaitable that is done once every record written so far is on

@@ -62,6 +62,10 @@ _ZERO_WAIT_CAP = 1.0
 # Regrowth per second of a hidden limit's cap: at 200 per window, one more a second, so one
 # 429 a window at most once it is found (0.5%); a cap halved for a while is whole in ~140 s.
 HIDDEN_GROWTH = 0.005
+# A 429's count under half of what a window was seen to admit in the last STRAY_HORIZON
+# seconds is no hidden limit (one refused by another limit, early in a window, read as "the
+# limit is 1" pinned the client at 1 request a second for hours): it teaches a rate instead.
+STRAY_HORIZON = 10.0
 # A rate is never learned lower than this (requests per second): progress, however slow.
 MIN_RATE = 0.1
 
@@ -230,6 +234,8 @@ class HiddenLimit:
     def __init__(self) -> None:
         self._cap: float | None = None  # the hidden limit seen, as of _since
         self._since = 0.0
+        self._admitted = 0  # the most a report showed admitted in a window, as of _admitted_at
+        self._admitted_at = 0.0
 
     def __repr__(self) -> str:
         cap = "none" if self._cap is None else f"{self._cap:g} since {self._since:.3f}"
@@ -243,16 +249,20 @@ class HiddenLimit:
 
         ``available`` is what the pacer expected to be left (as of the cap). A 429 that counts
         fewer than the cap pinned before, or far more than we sent (``remaining`` under half of
-        ``available``: another key drained a shared limit), is no limit of this window's
+        ``available``: another key drained a shared limit), or under half of what a window was
+        just seen to admit (a stray: another limit refused it), is no limit of this window's
         count: it leaves the cap alone and teaches a rate like any 429 nothing foresaw."""
         if info is None or not info.limit or info.remaining is None:
             return info, False
         explained = False
         cap = info.limit if self._cap is None else self._grown(now, info.limit)
-        if status == 429 and info.remaining > 0:
-            count = max(1, info.limit - info.remaining)
+        count = info.limit - info.remaining  # admitted in this window, by the server's count
+        if status != 429 and (count >= self._admitted or now - self._admitted_at > STRAY_HORIZON):
+            self._admitted, self._admitted_at = count, now
+        if status == 429 and 0 < info.remaining < info.limit:  # remaining > limit: no count
             ours = 2 * info.remaining >= available + (info.limit - cap)
-            if ours and (self._cap is None or count >= self._cap):
+            stray = 2 * count < self._admitted and now - self._admitted_at <= STRAY_HORIZON
+            if ours and not stray and (self._cap is None or count >= self._cap):
                 self._cap, self._since, explained, cap = float(count), now, True, count
                 logger.debug("a 429 with remaining > 0: the limit enforced is %r", self)
         if cap >= info.limit:  # none, or regrown to the announced limit: nothing hidden

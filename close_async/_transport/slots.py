@@ -61,8 +61,9 @@ class Slots:
         try:
             await fut
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self.give()  # handed a slot, then cancelled before using it: pass it on
+            # (failed by fail(), then cancelled: it never held one; its error is retrieved)
             raise  # cancelled while queued: give() skips the cancelled future
 
     def fail(self, error: Callable[[], BaseException]) -> None:

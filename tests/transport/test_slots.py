@@ -141,3 +141,16 @@ async def test_fail_raises_an_error_of_its_own_in_every_waiter_and_frees_no_slot
     assert slots.free == 0  # the holder still holds its slot
     slots.give()
     assert slots.free == 1
+
+
+async def test_a_waiter_failed_then_cancelled_before_it_ran_gives_back_no_slot() -> None:
+    # A TaskGroup cancelling its siblings when aclose()'s first CloseError surfaces.
+    slots = Slots(1)
+    assert slots.try_take()
+    waiter = asyncio.get_running_loop().create_task(slots.take())
+    await asyncio.sleep(0)  # queued
+    slots.fail(lambda: RuntimeError("closed"))
+    waiter.cancel()  # before it resumed
+    await asyncio.gather(waiter, return_exceptions=True)
+    slots.give()  # the holder is done
+    assert slots.free == slots.size == 1

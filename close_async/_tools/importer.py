@@ -299,7 +299,7 @@ def _flush(journal: Journal, halt: Callable[[str, int], None]) -> None:
 def _journal_stop(journal: Journal) -> str:
     if journal.broken is None:
         return f"the journal's disk is full ({journal.full})"
-    return f"cannot write the journal {journal.path}: {journal.broken}"
+    return str(journal.refusal(journal.broken))
 
 
 async def _each(items: list[tuple[int, Any]]) -> AsyncIterator[tuple[int, Any]]:

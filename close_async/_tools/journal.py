@@ -200,7 +200,7 @@ class Journal(Appender):
         not leave)."""
         problem = self.broken or (self.full if state == "sending" else None)
         if problem is not None:
-            raise JournalWriteError(f"cannot write the journal {self.path}: {problem}")
+            raise self.refusal(problem)
         self.write(encoder.encode({"row": row, "state": state, **fields}) + b"\n")
         self._note(row, state, fields.get("digest"), fields.get("error"), fields.get("sent_at"))
 
@@ -209,7 +209,7 @@ class Journal(Appender):
         request, written at once (with the outcomes held back) in one ``write()``."""
         problem = self.broken or self.full
         if problem is not None:
-            raise JournalWriteError(f"cannot write the journal {self.path}: {problem}")
+            raise self.refusal(problem)
         self.write(_SENDING % (row, encoder.encode(digest), encoder.encode(sent_at)))
         if 0 < row < len(self.states) and digest and sent_at and not self.errors:  # usual
             self.sent_ats.setdefault(row, sent_at)  # the earliest attempt that may have created
@@ -226,7 +226,7 @@ class Journal(Appender):
     def created(self, row: int, id: str) -> None:
         """``outcome(row, "created", id=id)``: the import's usual outcome, the short way."""
         if self.broken is not None:
-            raise JournalWriteError(f"cannot write the journal {self.path}: {self.broken}")
+            raise self.refusal(self.broken)
         self.hold(_CREATED % (row, encoder.encode(id)), (row, DONE, None, None, None))
 
     def outcome(self, row: int, state: str, **fields: Any) -> None:
@@ -235,7 +235,7 @@ class Journal(Appender):
         a batch, noted (``state()``, ``last``) once written. A write that fails lists it in
         ``unwritten``; raises ``JournalWriteError`` once the journal is broken."""
         if self.broken is not None:
-            raise JournalWriteError(f"cannot write the journal {self.path}: {self.broken}")
+            raise self.refusal(self.broken)
         note = (row, state, fields.get("digest"), fields.get("error"), fields.get("sent_at"))
         self.hold(encoder.encode({"row": row, "state": state, **fields}) + b"\n", note)
 

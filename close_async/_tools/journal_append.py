@@ -112,7 +112,7 @@ class Appender:
             data = b"\n" + data
         self._unsent = data
         if self.broken is not None:
-            raise JournalWriteError(f"cannot write the journal {self.path}: {self.broken}")
+            raise self.refusal(self.broken)
         try:
             self._write_all(data)
         except OSError as exc:
@@ -128,7 +128,11 @@ class Appender:
 
     def _fail(self, exc: OSError) -> None:
         self.broken = exc
-        raise JournalWriteError(f"cannot write the journal {self.path}: {exc}") from None
+        raise self.refusal(exc) from None
+
+    def refusal(self, problem: object) -> JournalWriteError:
+        """The error of a record this journal cannot take, because of ``problem``."""
+        return JournalWriteError(f"cannot write the journal {self.path}: {problem}")
 
     def _write_all(self, data: bytes) -> None:
         while data:

@@ -1,8 +1,8 @@
 """Shared by the benchmarks: the Opportunity payloads they decode (shaped like Close's real
 responses), machine info and writing a report as JSON.
 
-Self-contained on purpose (the benchmarks never import from ``tests/``); the full payload mirrors
-``full_opportunity()`` in ``tests/support/payloads.py`` field for field.
+The benchmarks never import from ``tests/``: the real-shaped payloads both decode live in
+``close_async._fake.samples`` (``RESPONSE_2017``, ``full_opportunity``).
 
 Three payloads, from the issue:
 
@@ -25,38 +25,9 @@ from typing import Any
 
 import msgspec
 
-CUSTOM_PREFIX = "custom."
+from close_async._fake.samples import RESPONSE_2017, full_opportunity
 
-# The shape of a real 2017 create response (closex VCR cassette): no annualized_* or
-# expected_value, date_won null, microsecond timestamps with an offset.
-RESPONSE_2017: dict[str, Any] = {
-    "date_updated": "2017-09-29T11:07:23.962000+00:00",
-    "created_by_name": "API User (DO NOT DELETE)",
-    "value_currency": "USD",
-    "contact_id": None,
-    "lead_name": "Luke Skywalker",
-    "contact_name": None,
-    "id": "oppo_otkBudcuHXq90sC43gex0ddp5XYQjvKndlOGMHjE9Ph",
-    "confidence": 90,
-    "user_id": "user_CwSfS8J6DsD6tnAsUwNFKCpS7Tq9LVCgJvHapOcpWyW",
-    "value_period": "monthly",
-    "created_by": "user_CwSfS8J6DsD6tnAsUwNFKCpS7Tq9LVCgJvHapOcpWyW",
-    "note": "i hope this deal closes...",
-    "updated_by_name": "API User (DO NOT DELETE)",
-    "user_name": "API User (DO NOT DELETE)",
-    "status_type": "active",
-    "updated_by": "user_CwSfS8J6DsD6tnAsUwNFKCpS7Tq9LVCgJvHapOcpWyW",
-    "status_id": "stat_vQWQtofUTvlcdgo1R1lsauc5Inez29fxk0SEOKC8qBg",
-    "value_formatted": "$5 monthly",
-    "organization_id": "orga_CC25dsMNG4KsRpxn2LEwPUVyGRs4poLYFIBsioIK4Oj",
-    "integration_links": [],
-    "date_won": None,
-    "lead_id": "lead_ibiNeZe7yE0ZoJZQUKm0Eymg0nxDH2xb5fHg8IzBsAm",
-    "date_lost": None,
-    "value": 500,
-    "status_label": "Active",
-    "date_created": "2017-09-29T11:07:23.962000+00:00",
-}
+CUSTOM_PREFIX = "custom."
 
 _MINIMAL_KEYS = (
     "id",
@@ -100,59 +71,6 @@ def typical_opportunity() -> dict[str, Any]:
             "updated_by": "user_CwSfS8J6DsD6tnAsUwNFKCpS7Tq9LVCgJvHapOcpWyW",
         }
     )
-    return payload
-
-
-def full_opportunity(custom_fields: int = 20) -> dict[str, Any]:
-    """Every field of Opportunity, nested objects filled, and ``custom_fields`` custom fields of
-    string, number and list values (the same payload as the test suite's ``full_opportunity``)."""
-    payload = dict(RESPONSE_2017)
-    payload.update(
-        {
-            "annualized_value": 6000,
-            "annualized_expected_value": 5400,
-            "expected_value": 450,
-            "date_won": "2021-07-16",
-            "is_stalled": True,
-            "pipeline_id": "pipe_1",
-            "pipeline_name": "Sales",
-            "status_display_name": "Active",
-            "attachments": [
-                {
-                    "url": "https://files/a.pdf",
-                    "filename": "a.pdf",
-                    "content_type": "application/pdf",
-                    "size": 1024,
-                    "thumbnail_url": None,
-                }
-            ],
-            "comment_summary": {"comment_count": 2, "thread_id": "cmth_1"},
-            "integration_links": [{"name": "LinkedIn", "url": "https://linkedin/x"}],
-            "lead_primary_email": {"email": "a@b.c", "type": "office", "is_unsubscribed": False},
-            "lead_primary_phone": [
-                {
-                    "phone": "+14156236785",
-                    "phone_formatted": "+1 415-623-6785",
-                    "type": "office",
-                    "country": "US",
-                    "outbound_sms_blocked": False,
-                    "tz_ids": ["America/Los_Angeles"],
-                }
-            ],
-            "stall_status": {
-                "communication_issue": "cant_get_in_touch",
-                "next_action": {"action": "follow_up", "justification": "No reply in 2 weeks."},
-            },
-            "suggested_action": {
-                "action": "follow_up_email",
-                "details": {"contact_id": "cont_1", "subject_draft": "Hi", "message_draft": "..."},
-                "justification": "They asked for pricing.",
-            },
-        }
-    )
-    for i in range(custom_fields):
-        kinds: list[Any] = [f"text {i}", i * 1.5, [f"choice {i}", "other"]]
-        payload[f"custom.cf_{i:02d}abcdefghijklmnopqrstuvwxyz0123456789AB"] = kinds[i % 3]
     return payload
 
 

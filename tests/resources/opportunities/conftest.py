@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.support.payloads import RECORD_2021, RESPONSE_2017, full_opportunity
+from close_async._fake.samples import RECORD_2021, RESPONSE_2017, full_opportunity
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""Payloads shaped like Close's real ones (from public cassettes and records, not copied)."""
+"""Payloads shaped like Close's real ones (from public cassettes and records, not copied).
+
+Private: the test suite (``tests/resources/opportunities/conftest.py``) and the benchmarks
+(``benchmarks/payloads.py``) decode these, so both measure and check one shape. Nothing in the
+SDK itself uses them.
+"""
 
 from __future__ import annotations
 

@@ -31,9 +31,9 @@ def can_count() -> bool:
 
 def keep_connections() -> None:
     """In a counted child: keep pooled connections as long as they would live natively."""
-    from close_async._transport import outcome
+    from close_async._transport import body
 
-    outcome.ASSUMED_SERVER_KEEPALIVE = SLOW_KEEPALIVE
+    body.ASSUMED_SERVER_KEEPALIVE = SLOW_KEEPALIVE
 
 
 def handshake(word: str) -> None:

@@ -37,7 +37,7 @@ DEFAULT_MAX_RETRY_WAIT = 60.0
 
 # Servers close idle keep-alive connections after 2-5 s (gunicorn 2, uvicorn, Node and Apache 5);
 # aiohttp would keep them 15 s. Without a `Keep-Alive: timeout` we assume the shortest, and retire
-# an idle connection before it (see _outcome.retire_after: after 1 s).
+# an idle connection before it (see _transport/body.py retire_after: after 1 s).
 ASSUMED_SERVER_KEEPALIVE = 2.0
 # The most of an error body we read: enough for any JSON error Close sends, not a 5 MB page.
 MAX_ERROR_BODY = 64 * 1024

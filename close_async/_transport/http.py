@@ -22,8 +22,9 @@ import aiohttp
 from .. import _constants as const
 from .._exceptions import CloseError
 from .base import Params
+from .body import KeepAlive
 from .limiter import Limiter
-from .outcome import IDEMPOTENT_METHODS, KeepAlive, exchange, response_error
+from .outcome import IDEMPOTENT_METHODS, exchange, response_error
 from .pacer import Pacer
 from .ratelimit import RateLimitInfo, parse_rate_limit, retry_after
 from .redact import redact_error

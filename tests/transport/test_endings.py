@@ -30,7 +30,7 @@ from close_async import (
     ServerError,
 )
 from close_async._constants import MAX_ERROR_BODY
-from close_async._transport import outcome as _outcome
+from close_async._transport import body as _body
 from tests.support.servers import free_port as closed_port  # bound, then released: nobody listens
 from tests.support.wire import Ending, Wire
 
@@ -142,9 +142,9 @@ async def test_connections_idle_past_the_servers_keep_alive_header_are_never_reu
 async def test_without_a_header_idle_connections_are_retired_before_common_server_timeouts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert _outcome.KeepAlive().default < 2.0  # gunicorn's 2 s, the shortest common timeout
+    assert _body.KeepAlive().default < 2.0  # gunicorn's 2 s, the shortest common timeout
     # Scaled down 10x for the test: a server closing idle connections after 0.2 s.
-    monkeypatch.setattr(_outcome, "ASSUMED_SERVER_KEEPALIVE", 0.2)
+    monkeypatch.setattr(_body, "ASSUMED_SERVER_KEEPALIVE", 0.2)
     async with Wire(idle=0.2) as server, client(server.base_url) as close:
         results = await _batches(close, batches=3, size=5, gap=0.25)
     assert [r for r in results if isinstance(r, BaseException)] == []
@@ -153,7 +153,7 @@ async def test_without_a_header_idle_connections_are_retired_before_common_serve
 
 
 def test_keep_alive_timeouts_are_read_leniently() -> None:
-    keepalive = _outcome.KeepAlive()
+    keepalive = _body.KeepAlive()
 
     class Protocol:
         pass

@@ -133,7 +133,8 @@ class Window(WindowView):
         elif status is not None and 200 <= status < 300 and self.limit is None and not self.unpaced:
             self.unpaced = True
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
-        self.ramp.answered(now, status, header=reported)
+        if not self.ramp.done:  # (no call once it is over: on every request's path)
+            self.ramp.answered(now, status, header=reported)
         if self._early is not None and status != 429:
             if status is None:
                 self._early.lost(ticket, now)

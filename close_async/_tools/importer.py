@@ -201,8 +201,9 @@ async def run_import(
         nonlocal failures
         if isinstance(result, (_NotSent, JournalWriteError)):
             summary.not_sent += 1
-            if isinstance(result, JournalWriteError):
-                halt(str(result), EXIT_JOURNAL)
+            if isinstance(result, JournalWriteError):  # a "sending" refused: the disk filled?
+                full = journal is not None and journal.broken is None and journal.full is not None
+                halt(_journal_stop(journal) if full and journal else str(result), EXIT_JOURNAL)
             return False
         reason = stop_reason(result, client, failures if summary.created else None)
         failures = failures + 1 if isinstance(result, APIConnectionError) else 0

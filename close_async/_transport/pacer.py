@@ -13,7 +13,8 @@ thousands of creates meets almost no 429s:
 - A 429 pauses every request of the group until the reset the server asked for; repeated 429s
   that ask for (almost) nothing get a growing floor, ``ZERO_WAIT_FLOOR`` doubling per 429, so
   they do not turn into a burst.
-- A server whose successful responses carry no rate-limit headers is not paced by headers.
+- A server whose successful responses carry no rate-limit headers is not paced by headers;
+  until a 429 or a header, the requests in flight ramp up from a few (``cold_start``).
 - A 429 that says ``remaining > 0`` after about as many requests as we sent shows the limit
   really enforced, ``limit - remaining`` (``adaptive.HiddenLimit``): every report is read as
   of it from then on, so the window's budget paces, at that limit.
@@ -38,6 +39,7 @@ import logging
 import math
 
 from .adaptive import HiddenLimit, LearnedRate, too_long
+from .cold_start import ColdStart
 from .pacer_resume import EarlyEnd, rounded_up
 from .pacer_window import WindowView
 from .ratelimit import RateLimitInfo
@@ -61,6 +63,7 @@ class Window(WindowView):
         self.hidden = HiddenLimit()  # a stricter limit than announced, once a 429 showed one
         self.paused_until = 0.0
         self.unpaced = False  # the server sends no rate-limit headers
+        self.ramp = ColdStart()  # while unpaced, until a 429 or a header: see cold_start
         self._honest = True  # no 429 has said remaining > 0 (the hidden model's lie)
         self._sent_at: dict[int, float] = {}
         self._seq = 0
@@ -130,6 +133,8 @@ class Window(WindowView):
         elif status is not None and 200 <= status < 300 and self.limit is None and not self.unpaced:
             self.unpaced = True
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)
+        if not self.ramp.done:  # (no call once it is over: on every request's path)
+            self.ramp.answered(now, status, header=reported)
         if self._early is not None and status != 429:
             if status is None:
                 self._early.lost(ticket, now)
@@ -192,7 +197,7 @@ class Window(WindowView):
     def _window_allows(self, now: float) -> bool:
         """Whether the window (not the learned rate) allows one more request now."""
         if self.unpaced:
-            return True
+            return self.ramp.done or self.ramp.allows(now, len(self._in_flight))
         if self.limit is None:  # cold start: one probe at a time, unless it seems stuck
             return not self._in_flight or now >= self._probe_at + PROBE_PATIENCE
         if not self.refills:
@@ -250,7 +255,7 @@ class Window(WindowView):
             when = self._probe_at + PROBE_PATIENCE if self._in_flight else None
             asked = False
         else:
-            when = self._room_at(now)
+            when, asked = self._room_at(now), not self.unpaced  # unpaced: the ramp's own wait
             if when is not None and self.learned.rate is not None:
                 # Room, but no token yet: maybe one by now, the clock having moved since
                 # _can_send looked (then call_soon; arming nothing would strand the queue).
@@ -275,7 +280,7 @@ class Window(WindowView):
     def _room_at(self, now: float) -> float | None:
         """When the window could next have room by time alone (None: only an answer can tell)."""
         if self.unpaced:
-            return now
+            return now if self.ramp.done else self.ramp.room_at(now, len(self._in_flight))
         if self.refills and self.available <= 0:
             return self.reset_at  # the roll (which lets at least one go)
         if self.refills and (self._trusts_rolls() or self._roll_probe):

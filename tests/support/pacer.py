@@ -85,6 +85,7 @@ async def unpaced_burst(
     pause is taken in full; whole-second ones end early, see test_pacer_resume.py)."""
     probe = await w.acquire()
     w.release(probe, None, status=200, pause=None)  # no headers: unpaced, everyone goes
+    w.ramp.done = True  # (as when the cold-start ramp is over: test_cold_start.py)
     tickets = [await w.acquire() for _ in range(ok - 1 + limited)]
     await clock.advance(0.1)
     for ticket in tickets[: ok - 1]:

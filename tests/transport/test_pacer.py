@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from close_async._transport.cold_start import START
 from close_async._transport.pacer import _UNKNOWN_PAUSE, PROBE_PATIENCE, Pacer, Window
 from close_async._transport.pacer_window import _MARGIN
 from close_async._transport.ratelimit import RateLimitInfo
@@ -171,6 +172,8 @@ async def test_only_a_2xx_without_headers_turns_pacing_off(
     w.release(probe, info, status=status, pause=None)
     await clock.settle()
     assert w.unpaced
+    assert granted(waiters) == list(range(2, 2 + int(START)))  # the cold-start ramp's cap
+    await clock.advance(1.0)  # the ramp is over (tests/transport/test_cold_start.py)
     assert granted(waiters) == list(range(2, 52))  # everyone, in order
     for _ in range(100):
         await w.acquire()  # and newcomers never wait

@@ -85,6 +85,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1000, help="rows per count (1000)")
     parser.add_argument("--quick", action="store_true", help="no valgrind: process_time (CI)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="comma-separated modes (default: all; create_many always): " + ", ".join(MODES),
+    )
     parser.add_argument("--child", nargs=4, metavar=("MODE", "FILE", "J", "URL"), help="(internal)")
     parser.add_argument("--handshake", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -101,8 +106,10 @@ def main() -> int:
         write_rows(csv_path, rows)
         write_jsonl(csv_path, jsonl_path)
         server = Server()
+        wanted = set(args.modes.split(",")) | {"create_many"}
+        modes = [mode for mode in MODES if mode in wanted]
         try:
-            for mode in MODES:
+            for mode in modes:
                 source = jsonl_path if mode == "jsonl" else csv_path
                 journal = Path(tmp, f"{mode}.journal")
                 command = [sys.executable, __file__, "--child", mode, str(source), str(journal)]
@@ -118,11 +125,11 @@ def main() -> int:
         finally:
             server.stop()
     base = per_row["create_many"]
-    ratios = {mode: base / per_row[mode] for mode in MODES[1:]}
-    imports = ("csv", "jsonl")
+    ratios = {mode: base / per_row[mode] for mode in modes[1:]}
+    imports = [mode for mode in ("csv", "jsonl") if mode in ratios]
     print(f"| mode | client {unit} per row | beyond create_many | create_many / this |")
     print("|---|--:|--:|--:|")
-    for mode in MODES:
+    for mode in modes:
         extra = "" if mode == "create_many" else f"{per_row[mode] - base:+,.0f}"
         ratio = "1.000" if mode == "create_many" else f"{ratios[mode]:.3f}"
         print(f"| {mode} | {per_row[mode]:,.0f} | {extra} | {ratio} |")

@@ -65,16 +65,18 @@ Note = Callable[..., None]
 
 
 _second: list[Any] = [None, ""]  # the last second formatted, and its text up to the seconds
+_MILLIS = tuple(f".{ms:03d}+00:00" for ms in range(1000))  # what follows the seconds
 
 
 def sent_at_now() -> str:
     """A journal's ``sent_at``: now, UTC, ISO 8601 with milliseconds: the text of
     ``datetime.now(UTC).isoformat(timespec="milliseconds")``, the date formatted once a second
-    (0.3 us instead of 2-3, measured; one per request sent)."""
-    second, ns = divmod(time.time_ns(), 1_000_000_000)
+    and the milliseconds looked up (0.2 us instead of 2-3, measured; one per request sent)."""
+    ns = time.time_ns()
+    second = ns // 1_000_000_000
     if second != _second[0]:
         _second[:] = second, dt.datetime.fromtimestamp(second, _UTC).isoformat()[:19]
-    return f"{_second[1]}.{ns // 1_000_000:03d}+00:00"
+    return _second[1] + _MILLIS[ns // 1_000_000 % 1000]  # type: ignore[no-any-return]
 
 
 async def settle_unknown(

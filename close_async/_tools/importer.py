@@ -39,6 +39,7 @@ from .._exceptions import (
 from .._resources.opportunities.reconcile import DEFAULT_SETTLE
 from .._resources.opportunities.requests import to_create
 from ..models import CreateOpportunity, Opportunity
+from .import_build import build
 from .import_outcome import SENT, differs, journal_error, may_have_created, record_outcome
 from .import_reconcile import UnknownRow, sent_at_now
 from .import_stop import Stop, same_stop, settle_or_stop, stop_reason, stop_report
@@ -124,7 +125,7 @@ async def run_import(
     earlier = journal if journal is not None and any(journal.states) else None
 
     def to_send() -> Iterator[CreateOpportunity]:
-        for row in read_rows(path, codec):
+        for row in read_rows(path, codec, creates=True):
             if summary.stopped is not None or (stop is not None and stop.reason is not None):
                 return
             summary.rows += 1
@@ -151,7 +152,7 @@ async def run_import(
                 _fail(row, row.error)
             else:
                 try:
-                    create = to_create(row.item)  # validated before anything is sent
+                    create = build(row.item)  # validated before anything is sent
                 except (InvalidInputError, TypeError, ValueError, RecursionError) as exc:
                     _fail(row, exc if isinstance(exc, InvalidInputError) else None, repr(exc))
                     continue

@@ -21,7 +21,14 @@ from .._constants import CUSTOM_PREFIX
 from .._exceptions import CloseError
 from ..models import CreateOpportunity
 from .journal import Journal
-from .rows import ENCODING_ERROR, encoding_name, read_header, read_rows, resolve_encoding
+from .rows import (
+    ENCODING_ERROR,
+    encoding_name,
+    read_header,
+    read_rows,
+    resolve_encoding,
+    scan_csv,
+)
 
 FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
 
@@ -84,7 +91,12 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
     # Digests are compared only with rows the journal recorded: none for a new journal.
     digests = journal is not None and any(journal.states)
     known: set[str] = set()  # JSON Lines keys already found known: each checked once
-    for row in read_rows(path, codec, items=False, digests=digests):  # JSONL: items, for keys
+    if digests or path.suffix.lower() != ".csv":
+        found = read_rows(path, codec, items=False, digests=digests)  # JSONL: items, for keys
+    else:  # a first run's CSV: counted, its text checked, no Row a row (3 us a row, now 1)
+        rows, last_line, bad = scan_csv(path, codec)
+        found = iter(() if bad is None else (bad,))
+    for row in found:
         rows += 1
         last_line = row.line
         if row.error is not None and row.error.reason.startswith(ENCODING_ERROR):
@@ -93,8 +105,9 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
                 'Excel\'s plain "CSV" is Windows-1252: run again with --encoding cp1252 (or save'
                 ' it as "CSV UTF-8"). Nothing was sent.'
             )
-        if isinstance(row.item, dict):  # JSON Lines only: CSV rows have no item in this pass
-            for key in row.item:
+        item = row.item  # JSON Lines only: CSV rows have no item in this pass
+        if item.__class__ is dict and not item.keys() <= known:
+            for key in item:
                 if key not in known and isinstance(key, str):
                     if _known(key):
                         known.add(key)

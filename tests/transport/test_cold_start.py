@@ -211,17 +211,37 @@ async def test_an_ingress_first_429_finds_a_handful_in_flight_not_the_pool() -> 
     assert server.count_429 < 30, server.count_429
 
 
-async def test_a_server_that_never_limits_gets_the_whole_pool_within_a_second() -> None:
-    async with (
-        FakeCloseServer(rate_limit=None) as server,
-        AsyncCloseClient("k", base_url=server.base_url) as client,
-    ):
-        pacer = client._transport.pacer
-        assert pacer is not None
-        window = pacer.window("POST opportunity")
-        await client.opportunities.create(lead_id=LEAD_ID)
-        assert window.unpaced
-        assert not window.ramp.done
-        await asyncio.sleep(DOUBLING * math.log2(END / START))
-        await client.opportunities.create(lead_id=LEAD_ID)
-        assert window.ramp.done
+async def test_a_server_that_never_limits_gets_the_whole_pool_after_a_second_of_holding() -> None:
+    # Requests that never answer (a server that never limits, answering slowly): the cap grows
+    # by time alone while it holds requests back, and is over after 1 s of holding.
+    with FakeClock() as clock:
+        w = Window("g")
+        probe = await w.acquire()
+        w.release(probe, None, status=200, pause=None)  # headerless: the ramp begins
+        tasks = [asyncio.ensure_future(w.acquire()) for _ in range(200)]
+        await clock.settle()
+        assert sum(t.done() for t in tasks) == START
+        await clock.advance(DOUBLING * math.log2(END / START) + 0.01)
+        sent = sum(t.done() for t in tasks)
+        assert w.ramp.done
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert sent == len(tasks)  # over: nothing caps them any more
+
+
+async def test_idle_time_does_not_grow_the_cap() -> None:
+    # A web backend's first create, a second of nothing, then a fan-out: the ramp still holds
+    # it to START (counted from the first success, it would have been over, and all 50 gone).
+    with FakeClock() as clock:
+        w = Window("g")
+        probe = await w.acquire()
+        w.release(probe, None, status=200, pause=None)
+        await clock.advance(1.0)
+        tasks = [asyncio.ensure_future(w.acquire()) for _ in range(50)]
+        await clock.settle()
+        sent = sum(t.done() for t in tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert sent == START

@@ -198,6 +198,8 @@ def _scan_plain(f: Any) -> tuple[int, int] | None:
             if "\r" in chunk:
                 return None
         parts = (tail + chunk).split("\n")
+        if len(parts[0]) > _LONGEST:  # a line begun in an earlier read (only the first can be)
+            return None
         if chunk:
             tail = parts.pop()  # the line that goes on in the next read (at the end: the last)
             if len(tail) > _LONGEST:

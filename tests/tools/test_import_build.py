@@ -14,6 +14,7 @@ from close_async import InvalidInputError
 from close_async._resources.opportunities.requests import to_create
 from close_async._tools import rows as rows_module
 from close_async._tools.import_build import build, csv_plan, from_cells
+from close_async._tools.preflight import check_input
 from close_async._tools.rows import ENCODING_ERROR, _csv_item, _plan, read_rows, scan_csv
 
 LEAD = "lead_" + "BuildTests".ljust(43, "0")
@@ -249,3 +250,15 @@ def test_sent_at_now_is_the_isoformat_of_now_in_milliseconds(
     second = dt.datetime.fromtimestamp(ns // 10**9, dt.timezone.utc)
     expected = second + dt.timedelta(milliseconds=ns // 10**6 % 1000)
     assert import_reconcile.sent_at_now() == expected.isoformat(timespec="milliseconds")
+
+
+def test_a_long_line_ending_in_a_later_read_goes_to_the_csv_module(tmp_path: Path) -> None:
+    # A blank cell over csv's 131,072-character field limit is an error row for the csv module,
+    # and so a row. Its line began 2 characters before a 64 KiB read ended and ended in the read
+    # after next: each read's unfinished tail was short, but the line was not.
+    path = tmp_path / "in.csv"
+    header = "note" + " " * (65534 - 1 - 4)
+    path.write_text(header + "\n" + " " * 131_073 + "\n", encoding="utf-8")
+    old = sum(1 for _ in read_rows(path, "utf-8-sig", items=False, digests=False))
+    assert old == 1
+    assert check_input(path) == old

@@ -100,10 +100,15 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
         rows += 1
         last_line = row.line
         if row.error is not None and row.error.reason.startswith(ENCODING_ERROR):
+            hint = (
+                "the file is damaged there (half of a UTF-16 character)"
+                if codec.lower().replace("_", "-").startswith("utf-16")
+                else 'Excel\'s plain "CSV" is Windows-1252: run again with --encoding cp1252'
+                ' (or save it as "CSV UTF-8")'
+            )
             raise PreflightError(
                 f"{path}: line {row.line} is not valid {encoding_name(codec)}: {row.error.value}. "
-                'Excel\'s plain "CSV" is Windows-1252: run again with --encoding cp1252 (or save'
-                ' it as "CSV UTF-8"). Nothing was sent.'
+                f"{hint}. Nothing was sent."
             )
         item = row.item  # JSON Lines only: CSV rows have no item in this pass
         if item.__class__ is dict and not item.keys() <= known:

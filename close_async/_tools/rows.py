@@ -2,7 +2,7 @@
 
 Never raises for a bad row: a bad cell, a cell over csv's 128 KiB ``field_size_limit``, a JSON
 line nested too deep for msgspec, a NUL byte, or bytes that are not in the file's encoding make
-that row's ``error`` (decoded with ``surrogateescape``, so one bad byte spoils one row, not the
+that row's ``error`` (decoded with ``ESCAPE``, so one bad byte spoils one row, not the
 run). The encoding: a byte order mark decides (Excel's "Unicode text" is UTF-16), then the
 caller's choice, then UTF-8.
 """
@@ -30,7 +30,27 @@ _sha256 = hashlib.sha256
 _INT_COLUMNS = frozenset({"value", "confidence"})
 _JSON_COLUMNS = frozenset({"attachments", "custom_fields"})
 ENCODING_ERROR = "has bytes that are not"
-_UNDECODABLE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a bad byte
+_UNDECODABLE = re.compile("[\udc00-\udcff]")  # what errors=ESCAPE makes of a bad byte
+
+
+def _escape(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """``surrogateescape``, for every codec: each bad byte ``b`` becomes ``U+DC00 + b`` (and back,
+    encoding). Python's own handler refuses a byte under 0x80, which a UTF-16 file's lone
+    surrogate or odd last byte has: such a file raised ``UnicodeDecodeError`` mid-read instead
+    of making a row that names its line. UTF-8 and cp1252 errors are bytes from 0x80 up: they
+    read, and digest, exactly as with ``surrogateescape``."""
+    if isinstance(exc, UnicodeDecodeError):
+        bad = exc.object[exc.start : exc.end]
+        return "".join(chr(0xDC00 + b) for b in bad), exc.end
+    if isinstance(exc, UnicodeEncodeError):
+        chars = exc.object[exc.start : exc.end]
+        if all("\udc00" <= c <= "\udcff" for c in chars):
+            return bytes(ord(c) - 0xDC00 for c in chars), exc.end
+    raise exc
+
+
+ESCAPE = "close_async.escape"
+codecs.register_error(ESCAPE, _escape)
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
@@ -78,7 +98,7 @@ def read_rows(
 
 
 def read_header(path: Path, encoding: str) -> list[str] | None:
-    with path.open(encoding=encoding, errors="surrogateescape", newline="") as f:
+    with path.open(encoding=encoding, errors=ESCAPE, newline="") as f:
         try:
             header = next(csv.reader(f), None)
         except csv.Error:
@@ -87,10 +107,10 @@ def read_header(path: Path, encoding: str) -> list[str] | None:
 
 
 def _digest(text: str) -> str:
-    """16 hex of SHA-256: ``sha256(text.encode(errors="surrogateescape")).hexdigest()[:16]``,
+    """16 hex of SHA-256: ``sha256(text.encode(errors=ESCAPE)).hexdigest()[:16]``,
     the same text without the 64-character string, and the usual ASCII row without an error
     handler to look up."""
-    data = text.encode() if text.isascii() else text.encode(errors="surrogateescape")
+    data = text.encode() if text.isascii() else text.encode(errors=ESCAPE)
     return _sha256(data).digest()[:8].hex()
 
 
@@ -98,8 +118,10 @@ def _bad_text(text: str, encoding: str) -> InvalidInputError | None:
     # isascii() is O(1) on CPython (the string knows its widest character): most rows skip
     # the regex, which costs ~0.5 us a row on both passes.
     if not text.isascii() and _UNDECODABLE.search(text):
-        raw = text.replace("\x1f", ",").encode(errors="surrogateescape")  # CSV cells: as typed
+        raw = text.replace("\x1f", ",").encode(errors=ESCAPE)  # CSV cells: as typed
         snippet = raw[:80].decode("ascii", "backslashreplace")
+        if not snippet.isprintable():  # a NUL of a damaged UTF-16 file, say: shown, not printed
+            snippet = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in snippet)
         return InvalidInputError("row", snippet, f"{ENCODING_ERROR} {encoding_name(encoding)}")
     if "\x00" in text:
         hint = " (a UTF-16 file without a byte order mark? try --encoding utf-16)"
@@ -116,7 +138,7 @@ def encoding_name(encoding: str) -> str:
 
 
 def _jsonl_rows(path: Path, encoding: str, digests: bool = True) -> Iterator[Row]:
-    with path.open(encoding=encoding, errors="surrogateescape") as f:
+    with path.open(encoding=encoding, errors=ESCAPE) as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -144,12 +166,12 @@ def scan_csv(path: Path, encoding: str) -> tuple[int, int, Row | None]:
     ``Row`` and a generator step per row (the checks' pass of a first run). A file with no quote,
     NUL, lone CR or bad byte is counted by its lines, without the csv module (0.4 us a row
     against 1.6, timed: the csv module's parse alone is ~9,000 instructions a row)."""
-    with path.open(encoding=encoding, errors="surrogateescape", newline="") as f:
+    with path.open(encoding=encoding, errors=ESCAPE, newline="") as f:
         counted = _scan_plain(f)
     if counted is not None:
         return counted[0], counted[1], None
     rows = last = 0
-    with path.open(encoding=encoding, errors="surrogateescape", newline="") as f:
+    with path.open(encoding=encoding, errors=ESCAPE, newline="") as f:
         reader = csv.reader(f)
         try:
             if next(reader, None) is None:
@@ -216,7 +238,7 @@ def _scan_plain(f: Any) -> tuple[int, int] | None:
 def _csv_rows(
     path: Path, encoding: str, items: bool = True, digests: bool = True, creates: bool = False
 ) -> Iterator[Row]:
-    with path.open(encoding=encoding, errors="surrogateescape", newline="") as f:
+    with path.open(encoding=encoding, errors=ESCAPE, newline="") as f:
         reader = csv.reader(f)
         try:
             header = next(reader, None)

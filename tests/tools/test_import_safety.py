@@ -214,6 +214,29 @@ def test_a_utf16_csv_with_a_byte_order_mark_just_works(tmp_path: Path) -> None:
         assert fake.created_notes()["Café"] == 1
 
 
+@pytest.mark.parametrize("damage", ["lone-surrogate", "odd-last-byte"])
+def test_a_damaged_utf16_csv_is_refused_naming_the_line(tmp_path: Path, damage: str) -> None:
+    # Python's surrogateescape refuses bytes under 0x80, which these have: the read raised
+    # UnicodeDecodeError mid-file ("unexpected UnicodeDecodeError", exit 1, no line named).
+    path = excel_csv(tmp_path / "unicode.csv", 5, "utf-16-le", special=0)
+    data = codecs.BOM_UTF16_LE + path.read_bytes()
+    if damage == "lone-surrogate":  # on line 4 (row 3): a high surrogate with no low one
+        data = data.replace("row-3".encode("utf-16-le"), "row-".encode("utf-16-le") + b"\x00\xd8")
+        line = 4
+    else:  # a file cut one byte into a character
+        data, line = data + b"x", 6  # the last line, its end cut
+    path.write_bytes(data)
+    with server_thread() as fake:
+        for extra in ([], ["--dry-run"]):
+            result = run(["import", str(path), *extra], fake.base_url)
+            assert result.returncode == 2, result.stderr
+            assert f"line {line} is not valid utf-16" in result.stderr, result.stderr
+            assert "Nothing was sent" in result.stderr
+            assert "Traceback" not in result.stderr
+            assert "unexpected" not in result.stderr
+        assert requests(fake) == 0
+
+
 def test_bad_rows_are_reported_with_their_line_and_the_others_go_through(tmp_path: Path) -> None:
     rows = csv_rows(6)
     rows[1]["note"] = "x" * 200_000  # line 3: over csv's 128 KiB field limit

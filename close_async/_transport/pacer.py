@@ -122,6 +122,8 @@ class Window(WindowView):
         self._discard(ticket)
         # A 429 saying remaining > 0 shows the limit really enforced: read reports as of it.
         info, explained = self.hidden.seen(info, status, now, available=self.available)
+        if status != 429:
+            self._counted(now)
         reported = info is not None and info.remaining is not None and info.reset is not None
         if reported:
             assert info is not None
@@ -197,8 +199,9 @@ class Window(WindowView):
             return not self._in_flight or now >= self._probe_at + PROBE_PATIENCE
         if not self.refills:
             return self._slot_at(now) == now
-        header = self._header_allows(now)
-        return header and (self._trusts_rolls() or self._roll_probe or self._slot_at(now) == now)
+        if not self._header_allows(now) or self._spread_at(now) > now:
+            return False
+        return self._trusts_rolls() or self._roll_probe or self._slot_at(now) == now
 
     def _resume(self, end: float) -> None:
         """The pause of ``_early`` is over; the window ended at about ``end``."""
@@ -217,6 +220,7 @@ class Window(WindowView):
         self._seq += 1
         self._in_flight.append(self._seq)
         self._sent_at[self._seq] = now
+        self._last_sent = now
         self.available -= 1
         return self._seq
 
@@ -279,8 +283,9 @@ class Window(WindowView):
         if self.refills and self.available <= 0:
             return self.reset_at  # the roll (which lets at least one go)
         if self.refills and (self._trusts_rolls() or self._roll_probe):
-            return now
-        return self._slot_at(now)
+            return self._spread_at(now)
+        slot = self._slot_at(now)
+        return slot if slot is None or not self.refills else max(slot, self._spread_at(now))
 
     def _refuse(self, wait: float) -> None:
         """The queue would wait longer than ``max_wait``: every waiter raises now, with the wait."""

@@ -255,6 +255,9 @@ class Window(WindowView):
             asked = False
         else:
             when = self._room_at(now)
+            spread = self._spread_at(now)  # a shared window's own pacing, never refused
+            if when is not None and spread > when:
+                when, asked = spread, False
             if when is not None and self.learned.rate is not None:
                 # Room, but no token yet: maybe one by now, the clock having moved since
                 # _can_send looked (then call_soon; arming nothing would strand the queue).
@@ -283,9 +286,8 @@ class Window(WindowView):
         if self.refills and self.available <= 0:
             return self.reset_at  # the roll (which lets at least one go)
         if self.refills and (self._trusts_rolls() or self._roll_probe):
-            return self._spread_at(now)
-        slot = self._slot_at(now)
-        return slot if slot is None or not self.refills else max(slot, self._spread_at(now))
+            return now
+        return self._slot_at(now)
 
     def _refuse(self, wait: float) -> None:
         """The queue would wait longer than ``max_wait``: every waiter raises now, with the wait."""

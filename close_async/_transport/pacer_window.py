@@ -27,6 +27,18 @@ request was sent and answered:
   (A 0.5 s window that announces ``reset=1`` is taken at its word: half its rate, no 429s.)
 - Spent, with nothing in flight to report when it ends: the window is taken to end a whole
   window (the shortest gap seen between two ends) past the last known end.
+- Others' admissions (a second API key on the organisation's limit, another process with ours):
+  ours in a window number at most those answered (not 429) since its earliest possible start,
+  plus those in flight; a report counting more (``limit - remaining``) shows admissions not
+  ours. Their count at the window's first report is use from before (no one sending now); a
+  later report of the same window counting at least one more shows someone sending now, and
+  the window is ``shared`` from then on. A shared window sends the first request at its roll
+  and then spreads what is left of the budget evenly over the time left (its latest end, less
+  a round trip), re-read from every report: the other's use shows in our reports before we
+  spend it, where a burst at each roll made two keys send twice the limit into every window.
+  And a shared window whose rolls are trusted rolls as soon as a report proves it ended: one
+  saying more is left than a report answered before its request left (a fixed window only goes
+  down), rather than waiting for the latest end (up to a second late for whole-second resets).
 
 Only ``loop.time()`` values are passed in, so tests drive it with a patched loop clock.
 """
@@ -129,7 +141,12 @@ class WindowView:
         self._others_fewest = max(0, others if fewest is None else min(fewest, others))
         if fewest is not None and others - max(0, fewest) >= _OTHERS:
             self.shared = True  # more of theirs than an earlier report showed: they send now
-            logger.debug("%s: %d admissions not ours: a shared limit; spreading", self.group, others)
+            logger.debug("%s: %d admissions not ours: shared; spreading", self.group, others)
+
+    def _forget_marks(self) -> None:
+        """A new window: its lows and its fewest admissions not ours start afresh."""
+        self._lows = []
+        self._others_fewest = None
 
     def _ended_before(self, now: float) -> None:
         """A shared window's report shows more left than one answered before its request left:
@@ -238,7 +255,7 @@ class WindowView:
                 self._end_lo, self.reset_at = lo, hi
                 return True
             return False  # maybe the passed window's
-        elif lo > self.reset_at:  # certainly a later window than ours
+        if lo > self.reset_at:  # certainly a later window than ours
             # A window that moves on before we roll, nearly spent, report after report: no
             # fixed window ends that often (a token bucket's reset is the time until it is full).
             spent = admitted and estimate < (self.limit + 1) // 2
@@ -247,8 +264,9 @@ class WindowView:
                 self._not_fixed()
             self._bound_window(hi - self._end_lo)
             self.available, self._end_lo, self.reset_at = fresh, lo, hi
+            self._forget_marks()  # the lows and others' count were of the window before
             return True
-        elif hi >= self._end_lo:  # overlapping: the same window, now known more closely
+        if hi >= self._end_lo:  # overlapping: the same window, now known more closely
             self._moved_on = 0
             self.available = min(self.available, estimate)
             self._end_lo, self.reset_at = max(self._end_lo, lo), min(self.reset_at, hi)
@@ -276,8 +294,7 @@ class WindowView:
             self.available = (self.limit or 0) - len(self._in_flight)
             self._roll_probe = not self._trusts_rolls()
             self._rolled_at = now  # a shared window's first request goes at its roll
-            self._lows = []
-            self._others_fewest = None
+            self._forget_marks()
             self._passed = (self._end_lo or self.reset_at, self.reset_at)
             self.reset_at = self._end_lo = None
         elif self.reset_at is None and not self._in_flight and self.available <= 0:

@@ -74,6 +74,22 @@ async def admitted_at(window: Window, clock: FakeClock, until: float) -> float |
     return admitted[0] if admitted else None
 
 
+async def admissions(window: Window, clock: FakeClock, n: int, until: float) -> list[float]:
+    """Queue ``n`` acquirers and run the clock up to ``until``: when was each admitted?
+    (Their tickets stay in flight; those not admitted by then are cancelled.)"""
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def acquirer() -> None:
+        await window.acquire()
+        times.append(loop.time())
+
+    tasks = [spawn(acquirer()) for _ in range(n)]
+    await clock.advance(until - clock.now)
+    await cancel_all(tasks)
+    return times
+
+
 def answer(window: Window, ticket: int, info: RateLimitInfo) -> None:
     window.release(ticket, info, status=200, pause=None)
 

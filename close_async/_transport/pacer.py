@@ -146,7 +146,13 @@ class Window(WindowView):
                 and info.remaining is not None
                 and 2 * info.remaining >= self.limit
             ):
-                self.learned.room()
+                if self.shared and self.learned.rate is not None:
+                    # Honest headers pace a shared window (its budget, spread): a rate learned
+                    # while another key drained it measured our share, not the limit. Regrown
+                    # from it (room()), the key left alone crawled: 2 -> 200/s took 10 windows.
+                    self.learned = LearnedRate()
+                else:
+                    self.learned.room()
         if status == 429:
             wait = pause if pause is not None else info.reset if info is not None else None
             wait = _UNKNOWN_PAUSE if wait is None else wait

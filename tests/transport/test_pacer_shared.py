@@ -25,16 +25,22 @@ def whole(remaining: int, reset: float = 1.0, limit: int = 10) -> RateLimitInfo:
     return RateLimitInfo(limit, remaining, reset, True)
 
 
-async def test_admissions_not_ours_spread_the_rest_of_the_budget_over_the_time_left(
-    clock: FakeClock,
-) -> None:
+async def others_seen(clock: FakeClock) -> Window:
+    """A window whose second report, at ``t0 + 0.1``, counts 3 admissions not ours."""
     w = Window("g")
-    t0 = clock.now
     await learned(w, clock, remaining=9, reset=1.0)  # our probe, the only admission: alone
     a = await w.acquire()
     await clock.advance(0.1)
     # 5 admissions counted, 2 of them ours: 3 by someone sending into this window now.
     answer(w, a, report(remaining=5, reset=0.9))
+    return w
+
+
+async def test_admissions_not_ours_spread_the_rest_of_the_budget_over_the_time_left(
+    clock: FakeClock,
+) -> None:
+    t0 = clock.now
+    w = await others_seen(clock)
     assert (w.available, w.reset_at) == (5, pytest.approx(t0 + 1.0 + _MARGIN))
     times = await admissions(w, clock, 5, t0 + 1.0)
     assert len(times) == 5  # the whole budget, before the window ends...
@@ -109,3 +115,23 @@ async def test_two_keys_sharing_a_whole_second_limit_meet_few_429s_and_use_it(
     full = sim.full_windows(t0, 10)
     admitted = sum(min(sim.arrivals[i], limit) for i in full)
     assert admitted >= 0.95 * limit * len(full)
+
+
+async def test_a_key_left_alone_on_a_shared_limit_does_not_crawl_at_a_rate_learned_meanwhile(
+    clock: FakeClock,
+) -> None:
+    # While another key drained the shared window, a 429 taught this one ~3 requests a second
+    # (its own share). Once the other key stops, honest reports show the window mostly unused:
+    # the budget paces again, not that rate regrowing (10 windows from 2/s to 200/s, measured).
+    t0 = clock.now
+    w = await others_seen(clock)
+    w.learned.sent(t0)
+    w.learned.succeeded()
+    w.learned.throttled(t0, t0 + 0.1, 0.9)  # 3 of ours admitted in 1 s: 2.85/s
+    assert w.learned.rate is not None
+    assert w.learned.rate < 3.0
+    await clock.advance(t0 + 1.5 - clock.now)  # rolled at t0 + 1 + M; the other key is gone
+    b = await w.acquire()
+    answer(w, b, report(remaining=9, reset=0.5))  # all but ours left: room
+    times = await admissions(w, clock, 8, t0 + 2.0)
+    assert len(times) == 8  # the budget, spread over what is left of the window

@@ -36,6 +36,7 @@ import bisect
 import collections
 import logging
 import math
+from collections.abc import Callable
 
 from .adaptive import HiddenLimit, LearnedRate, too_long
 from .pacer_resume import EarlyEnd, rounded_up
@@ -98,7 +99,7 @@ class Window(WindowView):
         try:
             return await fut
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
                 # Granted, then cancelled before it could send: the slot and its budget go back.
                 ticket = fut.result()
                 self._discard(ticket)
@@ -307,6 +308,18 @@ class Window(WindowView):
         self._timer = None
         self._wake()
 
+    def fail(self, error: Callable[[], BaseException]) -> None:
+        """Every waiter raises an ``error()`` of its own now (the client was closed): so a
+        request awaits :meth:`acquire` directly, with no task for a close to cancel (as
+        ``slots.Slots.fail``)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(error())
+
 
 class Pacer:
     """The windows of one client, by endpoint group (Close limits each group separately)."""
@@ -320,6 +333,11 @@ class Pacer:
         if window is None:
             window = self._windows[group] = Window(group, max_wait=self.max_wait)
         return window
+
+    def fail(self, error: Callable[[], BaseException]) -> None:
+        """Every request waiting in any window raises an ``error()`` now (``Window.fail``)."""
+        for window in self._windows.values():
+            window.fail(error)
 
     def __repr__(self) -> str:
         return f"<Pacer {list(self._windows.values())!r}>"

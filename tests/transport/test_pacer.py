@@ -1177,3 +1177,37 @@ async def test_a_newcomer_after_an_unpaced_pause_ended_does_not_strand_the_queue
     assert len(granted(waiters)) >= 8, w
     assert len(clock.pending()) == 1
     await cancel_all([*waiters, newcomer])
+
+
+# --------------------------------------------------------------------------------------------
+# fail(): the client was closed, every waiter raises at once
+# --------------------------------------------------------------------------------------------
+
+
+async def test_fail_wakes_every_paced_waiter_at_once_with_its_own_error(clock: FakeClock) -> None:
+    pacer = Pacer()
+    w = pacer.window("g")
+    await learned(w, clock, remaining=0, reset=20.0)  # spent: the queue waits 20 s
+    waiters = await queue_up(w, 3, clock)
+    assert clock.pending()  # the roll's timer
+    pacer.fail(lambda: RuntimeError("closed: not sent"))
+    await clock.settle()
+    errors = [t.exception() for t in waiters]
+    assert all(isinstance(e, RuntimeError) and str(e) == "closed: not sent" for e in errors)
+    assert len({id(e) for e in errors}) == 3  # one each: no shared traceback
+    assert clock.pending() == []  # and the timer is gone
+    assert (w.available, w.in_flight) == (0, 0)
+
+
+async def test_a_waiter_failed_then_cancelled_gives_back_no_budget_it_never_had(
+    clock: FakeClock,
+) -> None:
+    w = Window("g")
+    await learned(w, clock, remaining=0, reset=20.0)
+    waiter = spawn(w.acquire())
+    await clock.settle()
+    w.fail(lambda: RuntimeError("closed"))
+    waiter.cancel()  # before it ran: its future already holds the error
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert waiter.cancelled()  # cancelled as asked, not the error of a grant it never had
+    assert (w.available, w.in_flight) == (0, 0)

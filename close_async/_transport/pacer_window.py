@@ -30,12 +30,14 @@ request was sent and answered:
 - Others' admissions (a second API key on the organisation's limit, another process with ours):
   ours in a window number at most those answered (not 429) since its earliest possible start,
   plus those in flight; a report counting more (``limit - remaining``) shows admissions not
-  ours. Their count at the window's first report is use from before (no one sending now); a
-  later report of the same window counting at least one more shows someone sending now, and
-  the window is ``shared`` from then on. A shared window sends the first request at its roll
-  and then spreads what is left of the budget evenly over the time left (its latest end, less
-  a round trip), re-read from every report: the other's use shows in our reports before we
-  spend it, where a burst at each roll made two keys send twice the limit into every window.
+  ours. A later report of the same window counting at least one more than its first shows
+  someone sending now, and the window is ``shared`` from then on. The very first report
+  cannot tell use from before (another program, earlier) from another key starting with us
+  (its probe): admissions not ours there spread that first window only. A shared window
+  sends the first request at its roll and then spreads what is left of the budget evenly
+  over the time left (its latest end, less a round trip), re-read from every report: the
+  other's use shows in our reports before we spend it, where a burst at each roll made two
+  keys send twice the limit into every window.
   And a shared window whose rolls are trusted rolls as soon as a report proves it ended: one
   saying more is left than a report answered before its request left (a fixed window only goes
   down), rather than waiting for the latest end (up to a second late for whole-second resets).
@@ -85,6 +87,8 @@ class WindowView:
         self._roll_probe = False  # a roll not yet trusted lets one go whatever the slots say
         self._in_flight: list[int] = []  # send sequence numbers, ascending
         self.shared = False  # another consumer spends this window too: spread, not burst
+        self._first = True  # no report of the current window seen yet, ever
+        self._cold_shared = False  # the first report showed others: spread the first window
         self._outcomes: collections.deque[float] = collections.deque()  # answer times, not 429
         self._last_sent = 0.0  # the last send: spreading counts from it
         self._rolled_at = 0.0  # the last roll
@@ -139,6 +143,9 @@ class WindowView:
         others = info.limit - info.remaining - ours
         fewest = self._others_fewest
         self._others_fewest = max(0, others if fewest is None else min(fewest, others))
+        first, self._first = self._first, False
+        if first and others >= _OTHERS:
+            self._cold_shared = True  # maybe another key's cold start: spread this window
         if fewest is not None and others - max(0, fewest) >= _OTHERS:
             self.shared = True  # more of theirs than an earlier report showed: they send now
             logger.debug("%s: %d admissions not ours: shared; spreading", self.group, others)
@@ -166,7 +173,7 @@ class WindowView:
         of the budget is spread evenly over the time left, so that another consumer's use shows
         in our reports before we spend it: all of it at the roll, each of two keys would spend
         the whole limit (2x it reaches the server)."""
-        if not self.shared or not self.refills or self.available <= 0:
+        if not (self.shared or self._cold_shared) or not self.refills or self.available <= 0:
             return now
         if self._last_sent < self._rolled_at:
             return now  # the first of the window: as if spread from the roll by the last one
@@ -294,6 +301,7 @@ class WindowView:
             self.available = (self.limit or 0) - len(self._in_flight)
             self._roll_probe = not self._trusts_rolls()
             self._rolled_at = now  # a shared window's first request goes at its roll
+            self._cold_shared = False
             self._forget_marks()
             self._passed = (self._end_lo or self.reset_at, self.reset_at)
             self.reset_at = self._end_lo = None

@@ -207,7 +207,7 @@ async def test_a_known_window_stays_paced_after_a_response_without_headers(
     clock: FakeClock, status: int | None
 ) -> None:
     w = Window("g")
-    await learned(w, clock, remaining=1)
+    await learned(w, clock, limit=2, remaining=1)  # the probe took one of two
     ticket = await w.acquire()
     w.release(ticket, None, status=status, pause=None)
     assert not w.unpaced
@@ -297,7 +297,7 @@ async def test_budget_subtracts_in_flight_requests_sent_after_the_reporter(
 
 async def test_each_send_since_the_report_is_counted(clock: FakeClock) -> None:
     w = Window("g")
-    await learned(w, clock, remaining=3)
+    await learned(w, clock, limit=4, remaining=3)  # the probe took one of four
     for expected in (2, 1, 0):
         await w.acquire()
         assert w.available == expected
@@ -309,12 +309,13 @@ async def test_each_send_since_the_report_is_counted(clock: FakeClock) -> None:
 
 async def test_within_a_window_the_budget_only_goes_down(clock: FakeClock) -> None:
     w = Window("g")
-    await learned(w, clock, remaining=5)
+    await learned(w, clock, limit=6, remaining=5)  # the probe took one of six
     a, b = await w.acquire(), await w.acquire()  # available 3
-    w.release(b, report(remaining=1, reset=1.0), status=200, pause=None)
-    assert w.available == 1
-    w.release(a, report(remaining=7, reset=1.0), status=200, pause=None)  # late, optimistic
-    assert w.available == 1
+    w.release(b, report(remaining=3, reset=1.0, limit=6), status=200, pause=None)  # all 3 ours
+    assert w.available == 3
+    # a reached the server before b: as it was counted, 4 were left; arriving late, it is stale
+    w.release(a, report(remaining=4, reset=1.0, limit=6), status=200, pause=None)
+    assert w.available == 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,7 +357,7 @@ CLASSIFIED = [
 ]
 
 
-@pytest.mark.parametrize("remaining", [7, 2], ids=lambda r: f"remaining={r}")
+@pytest.mark.parametrize("remaining", [6, 2], ids=lambda r: f"remaining={r}")
 @pytest.mark.parametrize(
     ("reset", "expected"),
     [pytest.param(reset, expected, id=name) for name, reset, expected in CLASSIFIED],
@@ -369,15 +370,16 @@ async def test_a_report_is_overlapping_later_or_stale_by_its_end_interval(
 ) -> None:
     w = Window("g")
     t0 = clock.now
-    await learned(w, clock, remaining=6, reset=1.0, rtt=0.25)
+    await learned(w, clock, limit=7, remaining=6, reset=1.0, rtt=0.25)  # our probe, alone
     ticket = await w.acquire()  # budget 5
     await clock.advance(0.25)
-    w.release(ticket, report(remaining, reset), status=200, pause=None)
+    w.release(ticket, report(remaining, reset, limit=7), status=200, pause=None)
 
     budget, earliest, latest = expected
-    # The probe's report counted 3 admissions not ours (made before we started: nobody
-    # sending now). A report of the same window saying 2 left counts 3 more than ours: others
-    # spend this window now (a shared limit), so what is left is spread, not sent at once.
+    # A report of the same window saying 2 left counts 5, 3 more than ours: others spend
+    # this window now (a shared limit), so what is left is spread, not sent at once. (6 left
+    # of the same window counts fewer than ours, higher than the budget: it stays 5; of a later
+    # window it counts the reporter alone, and replaces the budget.)
     shared = budget is None and remaining < 5
     if budget is None:  # overlapping: the same window, so the budget only goes down
         budget = min(5, remaining)
@@ -395,8 +397,11 @@ async def test_a_report_is_overlapping_later_or_stale_by_its_end_interval(
     if shared:
         assert now < times[-1]  # not at once...
         assert len(set(times)) == budget  # ...one at a time
-    else:
-        assert times == [now] * budget
+    else:  # at once, as far as the slots go: the probe and this request hold 2 of the 7 until
+        # a window after their answers (no roll has been seen to refill the window: see held)
+        at_once = min(budget, 7 - 2)
+        assert times[:at_once] == [now] * at_once
+        assert all(t > now for t in times[at_once:])
     assert await admitted_at(w, clock, t0 + latest - 0.0005) is None
     assert await admitted_at(w, clock, t0 + latest + 1e-6) == pytest.approx(t0 + latest)
 
@@ -501,7 +506,7 @@ async def test_the_roll_also_happens_on_acquire_with_nobody_waiting(clock: FakeC
 async def _rolled(w: Window, clock: FakeClock) -> tuple[int, int]:
     """limit 5, the window ends in [t0 + 1, t0 + 1 + M]; `late` is sent at t0, the roll comes
     at t0 + 1 + M and `fresh` goes out right after it: budget 5 - 2 = 3."""
-    await learned(w, clock, limit=5, remaining=3, reset=1.0)
+    await learned(w, clock, limit=5, remaining=4, reset=1.0)  # our probe counted, alone
     late = await w.acquire()
     await clock.advance(1.0 + _MARGIN)
     fresh = await w.acquire()
@@ -1122,17 +1127,17 @@ async def test_repr_shows_the_live_state(clock: FakeClock) -> None:
     assert repr(w) == (
         "<Window leads limit=None available=0 in_flight=0 waiters=0 paused_until=0.000>"
     )
-    await learned(w, clock, limit=10, remaining=2)
+    await learned(w, clock, limit=3, remaining=2)  # the probe took one of three
     await w.acquire()
     ticket = await w.acquire()
     waiters = await queue_up(w, 3, clock)
     assert repr(w) == (
-        "<Window leads limit=10 available=0 in_flight=2 waiters=3 paused_until=0.000>"
+        "<Window leads limit=3 available=0 in_flight=2 waiters=3 paused_until=0.000>"
     )
     w.release(ticket, None, status=429, pause=2.5)
     paused = f"{clock.now + 2.5:.3f}"
     assert repr(w) == (
-        f"<Window leads limit=10 available=0 in_flight=1 waiters=3 paused_until={paused}>"
+        f"<Window leads limit=3 available=0 in_flight=1 waiters=3 paused_until={paused}>"
     )
     await cancel_all(waiters)
 

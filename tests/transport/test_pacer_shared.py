@@ -135,3 +135,20 @@ async def test_a_key_left_alone_on_a_shared_limit_does_not_crawl_at_a_rate_learn
     answer(w, b, report(remaining=9, reset=0.5))  # all but ours left: room
     times = await admissions(w, clock, 8, t0 + 2.0)
     assert len(times) == 8  # the budget, spread over what is left of the window
+
+
+async def test_a_first_report_counting_admissions_not_ours_spreads_the_first_window(
+    clock: FakeClock,
+) -> None:
+    # Two keys starting together: each probe's report counts the other's probe too. Bursting
+    # what it showed, each key sent nearly the whole limit at once (5% of a 2,000-create
+    # fan-out answered 429, nearly all in the first window). The next window, with no report
+    # showing anyone sending, goes at once again.
+    w = Window("g")
+    t0 = clock.now
+    await learned(w, clock, remaining=8, reset=1.0)  # 2 counted: our probe and one not ours
+    times = await admissions(w, clock, 8, t0 + 1.0)
+    assert len(times) == 8  # the budget, before the window ends...
+    assert len(set(times)) == 8  # ...one at a time
+    roll = t0 + 1.0 + _MARGIN
+    assert await admissions(w, clock, 2, roll + 0.5) == [roll] * 2  # 10 less 8 in flight

@@ -86,6 +86,8 @@ class HTTPTransport:
         ``CloseError``; ``create_many`` still returns one result per item."""
         self._closed = True
         self._slots.fail(lambda: CloseError(_CLOSED + "waited for a connection: not sent"))
+        if self.pacer is not None:
+            self.pacer.fail(lambda: CloseError(_CLOSED + "waited its turn: not sent"))
         for waker in self._wakers:
             if not waker.done():
                 waker.set_result(None)
@@ -234,8 +236,9 @@ class HTTPTransport:
             if window is not None:
                 granted = window.try_acquire()  # no coroutine when the window has room
                 if granted is None:
-                    turn = window.acquire()
-                    granted = await self._unless_closed(turn, "waited its turn: not sent")
+                    if self._closed:  # closed while it waited for the limiter
+                        raise CloseError(_CLOSED + "waited its turn: not sent")
+                    granted = await window.acquire()  # aclose() fails the queued (Pacer.fail)
                 ticket = granted
             status: int | None = None
             headers: Mapping[str, str] = {}

@@ -37,6 +37,7 @@ import bisect
 import collections
 import logging
 import math
+from collections.abc import Callable
 
 from .adaptive import HiddenLimit, LearnedRate, too_long
 from .cold_start import ColdStart
@@ -101,7 +102,7 @@ class Window(WindowView):
         try:
             return await fut
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
                 # Granted, then cancelled before it could send: the slot and its budget go back.
                 ticket = fut.result()
                 self._discard(ticket)
@@ -125,6 +126,8 @@ class Window(WindowView):
         self._discard(ticket)
         # A 429 saying remaining > 0 shows the limit really enforced: read reports as of it.
         info, explained = self.hidden.seen(info, status, now, available=self.available)
+        if status != 429:
+            self._counted(now)
         reported = info is not None and info.remaining is not None and info.reset is not None
         if reported:
             assert info is not None
@@ -149,7 +152,13 @@ class Window(WindowView):
                 and info.remaining is not None
                 and 2 * info.remaining >= self.limit
             ):
-                self.learned.room()
+                if self.shared and self.learned.rate is not None:
+                    # Honest headers pace a shared window (its budget, spread): a rate learned
+                    # while another key drained it measured our share, not the limit. Regrown
+                    # from it (room()), the key left alone crawled: 2 -> 200/s took 10 windows.
+                    self.learned = LearnedRate()
+                else:
+                    self.learned.room()
         if status == 429:
             wait = pause if pause is not None else info.reset if info is not None else None
             wait = _UNKNOWN_PAUSE if wait is None else wait
@@ -202,8 +211,9 @@ class Window(WindowView):
             return not self._in_flight or now >= self._probe_at + PROBE_PATIENCE
         if not self.refills:
             return self._slot_at(now) == now
-        header = self._header_allows(now)
-        return header and (self._trusts_rolls() or self._roll_probe or self._slot_at(now) == now)
+        if not self._header_allows(now) or self._spread_at(now) > now:
+            return False
+        return self._trusts_rolls() or self._roll_probe or self._slot_at(now) == now
 
     def _resume(self, end: float) -> None:
         """The pause of ``_early`` is over; the window ended at about ``end``."""
@@ -222,6 +232,7 @@ class Window(WindowView):
         self._seq += 1
         self._in_flight.append(self._seq)
         self._sent_at[self._seq] = now
+        self._last_sent = now
         self.available -= 1
         return self._seq
 
@@ -256,6 +267,9 @@ class Window(WindowView):
             asked = False
         else:
             when, asked = self._room_at(now), not self.unpaced  # unpaced: the ramp's own wait
+            spread = self._spread_at(now)  # a shared window's own pacing, never refused
+            if when is not None and spread > when:
+                when, asked = spread, False
             if when is not None and self.learned.rate is not None:
                 # Room, but no token yet: maybe one by now, the clock having moved since
                 # _can_send looked (then call_soon; arming nothing would strand the queue).
@@ -299,6 +313,18 @@ class Window(WindowView):
         self._timer = None
         self._wake()
 
+    def fail(self, error: Callable[[], BaseException]) -> None:
+        """Every waiter raises an ``error()`` of its own now (the client was closed): so a
+        request awaits :meth:`acquire` directly, with no task for a close to cancel (as
+        ``slots.Slots.fail``)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(error())
+
 
 class Pacer:
     """The windows of one client, by endpoint group (Close limits each group separately)."""
@@ -312,6 +338,11 @@ class Pacer:
         if window is None:
             window = self._windows[group] = Window(group, max_wait=self.max_wait)
         return window
+
+    def fail(self, error: Callable[[], BaseException]) -> None:
+        """Every request waiting in any window raises an ``error()`` now (``Window.fail``)."""
+        for window in self._windows.values():
+            window.fail(error)
 
     def __repr__(self) -> str:
         return f"<Pacer {list(self._windows.values())!r}>"

@@ -1,5 +1,6 @@
 """The pacer tests' tools: drive a ``Window`` by hand on the fake clock, and a simulation of a
-fixed-window server in front of a crowd of acquirers (latencies from a seeded Random)."""
+fixed-window server in front of a crowd of acquirers (latencies from a seeded Random), who may
+be split between several clients (API keys) sharing the server's one limit."""
 
 from __future__ import annotations
 
@@ -73,6 +74,22 @@ async def admitted_at(window: Window, clock: FakeClock, until: float) -> float |
     return admitted[0] if admitted else None
 
 
+async def admissions(window: Window, clock: FakeClock, n: int, until: float) -> list[float]:
+    """Queue ``n`` acquirers and run the clock up to ``until``: when was each admitted?
+    (Their tickets stay in flight; those not admitted by then are cancelled.)"""
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def acquirer() -> None:
+        await window.acquire()
+        times.append(loop.time())
+
+    tasks = [spawn(acquirer()) for _ in range(n)]
+    await clock.advance(until - clock.now)
+    await cancel_all(tasks)
+    return times
+
+
 def answer(window: Window, ticket: int, info: RateLimitInfo) -> None:
     window.release(ticket, info, status=200, pause=None)
 
@@ -113,6 +130,7 @@ class Simulation:
     in_order: bool = True
     think: Latency | None = None  # pause of each worker between requests
     whole_seconds: bool = False  # reports round reset up to whole seconds, like live Close
+    clients: int = 1  # pacers (API keys, one Window each) sharing the limit; workers round-robin
     # results
     arrivals: collections.Counter[int] = field(default_factory=collections.Counter)
     rejected: int = 0
@@ -120,11 +138,13 @@ class Simulation:
     late_reports: int = 0  # of a window older than one reported before
     late_reports_that_raised_the_budget: int = 0
     start: float = 0.0
+    pacers: list[Window] = field(default_factory=list)
 
     async def run(self, clock: FakeClock, *, workers: int, windows: int, seed: int) -> None:
         loop = asyncio.get_running_loop()
         rnd = random.Random(seed)
-        pacer = Window("sim")
+        pacers = [Window("sim") for _ in range(self.clients)]
+        self.pacers = pacers
         self.start = clock.now - 0.37 * self.window
         stop_at = clock.now + windows * self.window
         in_transit: collections.deque[asyncio.Future[tuple[int, RateLimitInfo, int]]]
@@ -154,7 +174,7 @@ class Simulation:
                 answer = (200, info, idx)
             loop.call_later(self.downlink(rnd), deliver, fut, answer)
 
-        async def worker() -> None:
+        async def worker(pacer: Window) -> None:
             nonlocal newest_reported
             while loop.time() < stop_at:
                 if self.think is not None:
@@ -179,7 +199,7 @@ class Simulation:
                         self.late_reports_that_raised_the_budget += 1
                 newest_reported = max(newest_reported, idx)
 
-        tasks = [spawn(worker()) for _ in range(workers)]
+        tasks = [spawn(worker(pacers[i % self.clients])) for i in range(workers)]
         await clock.advance(windows * self.window, rounds=8)
         outcomes = await cancel_all(tasks)
         assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes

@@ -21,6 +21,7 @@ from close_async._transport.pacer_window import _MARGIN
 from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import FakeClock
 from tests.support.pacer import (
+    admissions,
     admitted_at,
     answer,
     cancel_all,
@@ -209,7 +210,7 @@ async def test_a_known_window_stays_paced_after_a_response_without_headers(
     clock: FakeClock, status: int | None
 ) -> None:
     w = Window("g")
-    await learned(w, clock, remaining=1)
+    await learned(w, clock, limit=2, remaining=1)  # the probe took one of two
     ticket = await w.acquire()
     w.release(ticket, None, status=status, pause=None)
     assert not w.unpaced
@@ -299,7 +300,7 @@ async def test_budget_subtracts_in_flight_requests_sent_after_the_reporter(
 
 async def test_each_send_since_the_report_is_counted(clock: FakeClock) -> None:
     w = Window("g")
-    await learned(w, clock, remaining=3)
+    await learned(w, clock, limit=4, remaining=3)  # the probe took one of four
     for expected in (2, 1, 0):
         await w.acquire()
         assert w.available == expected
@@ -311,12 +312,13 @@ async def test_each_send_since_the_report_is_counted(clock: FakeClock) -> None:
 
 async def test_within_a_window_the_budget_only_goes_down(clock: FakeClock) -> None:
     w = Window("g")
-    await learned(w, clock, remaining=5)
+    await learned(w, clock, limit=6, remaining=5)  # the probe took one of six
     a, b = await w.acquire(), await w.acquire()  # available 3
-    w.release(b, report(remaining=1, reset=1.0), status=200, pause=None)
-    assert w.available == 1
-    w.release(a, report(remaining=7, reset=1.0), status=200, pause=None)  # late, optimistic
-    assert w.available == 1
+    w.release(b, report(remaining=3, reset=1.0, limit=6), status=200, pause=None)  # all 3 ours
+    assert w.available == 3
+    # a reached the server before b: as it was counted, 4 were left; arriving late, it is stale
+    w.release(a, report(remaining=4, reset=1.0, limit=6), status=200, pause=None)
+    assert w.available == 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +360,7 @@ CLASSIFIED = [
 ]
 
 
-@pytest.mark.parametrize("remaining", [7, 2], ids=lambda r: f"remaining={r}")
+@pytest.mark.parametrize("remaining", [6, 2], ids=lambda r: f"remaining={r}")
 @pytest.mark.parametrize(
     ("reset", "expected"),
     [pytest.param(reset, expected, id=name) for name, reset, expected in CLASSIFIED],
@@ -371,12 +373,17 @@ async def test_a_report_is_overlapping_later_or_stale_by_its_end_interval(
 ) -> None:
     w = Window("g")
     t0 = clock.now
-    await learned(w, clock, remaining=6, reset=1.0, rtt=0.25)
+    await learned(w, clock, limit=7, remaining=6, reset=1.0, rtt=0.25)  # our probe, alone
     ticket = await w.acquire()  # budget 5
     await clock.advance(0.25)
-    w.release(ticket, report(remaining, reset), status=200, pause=None)
+    w.release(ticket, report(remaining, reset, limit=7), status=200, pause=None)
 
     budget, earliest, latest = expected
+    # A report of the same window saying 2 left counts 5, 3 more than ours: others spend
+    # this window now (a shared limit), so what is left is spread, not sent at once. (6 left
+    # of the same window counts fewer than ours, higher than the budget: it stays 5; of a later
+    # window it counts the reporter alone, and replaces the budget.)
+    shared = budget is None and remaining < 5
     if budget is None:  # overlapping: the same window, so the budget only goes down
         budget = min(5, remaining)
     elif budget == "report":  # a later window: its report replaces the budget, even upwards
@@ -384,9 +391,20 @@ async def test_a_report_is_overlapping_later_or_stale_by_its_end_interval(
     assert w.available == budget
     assert w._end_lo == pytest.approx(t0 + earliest, abs=1e-9)
     assert w.reset_at == pytest.approx(t0 + latest, abs=1e-9)
-    # and, as behaviour: the budget goes out at once, the next request at the latest end
-    for _ in range(w.available):
-        await w.acquire()
+    assert w.shared is shared
+    # and, as behaviour: the budget goes out at once (spread if shared), all of it before the
+    # latest end, the next request at the latest end
+    now = clock.now
+    times = await admissions(w, clock, budget, t0 + latest - 0.0005)
+    assert len(times) == budget
+    if shared:
+        assert now < times[-1]  # not at once...
+        assert len(set(times)) == budget  # ...one at a time
+    else:  # at once, as far as the slots go: the probe and this request hold 2 of the 7 until
+        # a window after their answers (no roll has been seen to refill the window: see held)
+        at_once = min(budget, 7 - 2)
+        assert times[:at_once] == [now] * at_once
+        assert all(t > now for t in times[at_once:])
     assert await admitted_at(w, clock, t0 + latest - 0.0005) is None
     assert await admitted_at(w, clock, t0 + latest + 1e-6) == pytest.approx(t0 + latest)
 
@@ -491,7 +509,7 @@ async def test_the_roll_also_happens_on_acquire_with_nobody_waiting(clock: FakeC
 async def _rolled(w: Window, clock: FakeClock) -> tuple[int, int]:
     """limit 5, the window ends in [t0 + 1, t0 + 1 + M]; `late` is sent at t0, the roll comes
     at t0 + 1 + M and `fresh` goes out right after it: budget 5 - 2 = 3."""
-    await learned(w, clock, limit=5, remaining=3, reset=1.0)
+    await learned(w, clock, limit=5, remaining=4, reset=1.0)  # our probe counted, alone
     late = await w.acquire()
     await clock.advance(1.0 + _MARGIN)
     fresh = await w.acquire()
@@ -1112,17 +1130,17 @@ async def test_repr_shows_the_live_state(clock: FakeClock) -> None:
     assert repr(w) == (
         "<Window leads limit=None available=0 in_flight=0 waiters=0 paused_until=0.000>"
     )
-    await learned(w, clock, limit=10, remaining=2)
+    await learned(w, clock, limit=3, remaining=2)  # the probe took one of three
     await w.acquire()
     ticket = await w.acquire()
     waiters = await queue_up(w, 3, clock)
     assert repr(w) == (
-        "<Window leads limit=10 available=0 in_flight=2 waiters=3 paused_until=0.000>"
+        "<Window leads limit=3 available=0 in_flight=2 waiters=3 paused_until=0.000>"
     )
     w.release(ticket, None, status=429, pause=2.5)
     paused = f"{clock.now + 2.5:.3f}"
     assert repr(w) == (
-        f"<Window leads limit=10 available=0 in_flight=1 waiters=3 paused_until={paused}>"
+        f"<Window leads limit=3 available=0 in_flight=1 waiters=3 paused_until={paused}>"
     )
     await cancel_all(waiters)
 
@@ -1167,3 +1185,37 @@ async def test_a_newcomer_after_an_unpaced_pause_ended_does_not_strand_the_queue
     assert len(granted(waiters)) >= 8, w
     assert len(clock.pending()) == 1
     await cancel_all([*waiters, newcomer])
+
+
+# --------------------------------------------------------------------------------------------
+# fail(): the client was closed, every waiter raises at once
+# --------------------------------------------------------------------------------------------
+
+
+async def test_fail_wakes_every_paced_waiter_at_once_with_its_own_error(clock: FakeClock) -> None:
+    pacer = Pacer()
+    w = pacer.window("g")
+    await learned(w, clock, remaining=0, reset=20.0)  # spent: the queue waits 20 s
+    waiters = await queue_up(w, 3, clock)
+    assert clock.pending()  # the roll's timer
+    pacer.fail(lambda: RuntimeError("closed: not sent"))
+    await clock.settle()
+    errors = [t.exception() for t in waiters]
+    assert all(isinstance(e, RuntimeError) and str(e) == "closed: not sent" for e in errors)
+    assert len({id(e) for e in errors}) == 3  # one each: no shared traceback
+    assert clock.pending() == []  # and the timer is gone
+    assert (w.available, w.in_flight) == (0, 0)
+
+
+async def test_a_waiter_failed_then_cancelled_gives_back_no_budget_it_never_had(
+    clock: FakeClock,
+) -> None:
+    w = Window("g")
+    await learned(w, clock, remaining=0, reset=20.0)
+    waiter = spawn(w.acquire())
+    await clock.settle()
+    w.fail(lambda: RuntimeError("closed"))
+    waiter.cancel()  # before it ran: its future already holds the error
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert waiter.cancelled()  # cancelled as asked, not the error of a grant it never had
+    assert (w.available, w.in_flight) == (0, 0)

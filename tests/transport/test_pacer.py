@@ -174,11 +174,15 @@ async def test_only_a_2xx_without_headers_turns_pacing_off(
     await clock.settle()
     assert w.unpaced
     assert granted(waiters) == list(range(2, 2 + int(START)))  # the cold-start ramp's cap
-    await clock.advance(1.0)  # the ramp is over (tests/transport/test_cold_start.py)
+    await clock.advance(1.0)  # the ramp's cap has grown past them (test_cold_start.py)
     assert granted(waiters) == list(range(2, 52))  # everyone, in order
+    more = await queue_up(w, 100, clock)
+    await clock.advance(1.0)  # a second of holding back: the ramp is over
+    assert len(granted(more)) == 100
+    assert w.ramp.done
     for _ in range(100):
         await w.acquire()  # and newcomers never wait
-    assert w.in_flight == 150
+    assert w.in_flight == 250
 
 
 async def test_pacing_resumes_when_headers_appear(clock: FakeClock) -> None:

@@ -25,7 +25,7 @@ from .base import Params
 from .body import KeepAlive
 from .limiter import Limiter
 from .outcome import IDEMPOTENT_METHODS, exchange, response_error
-from .pacer import Pacer
+from .pacer import Pacer, Window
 from .ratelimit import RateLimitInfo, parse_rate_limit, retry_after
 from .redact import redact_error
 from .retry import RetryPolicy
@@ -229,17 +229,25 @@ class HTTPTransport:
         if not slots.try_take():
             await slots.take()  # aclose() fails the queued ones (Slots.fail)
         try:
-            if self.limiter is not None:
-                await self.limiter.acquire()
             window = self.pacer.window(group) if self.pacer is not None else None
             ticket = 0
-            if window is not None:
-                granted = window.try_acquire()  # no coroutine when the window has room
-                if granted is None:
-                    if self._closed:  # closed while it waited for the limiter
-                        raise CloseError(_CLOSED + "waited its turn: not sent")
-                    granted = await window.acquire()  # aclose() fails the queued (Pacer.fail)
-                ticket = granted
+            # A limiter's token is taken first (tokens go only to requests that can leave at
+            # once), except while the cold start caps the requests in flight: tokens taken
+            # then piled up behind the cap and left together, a burst past the limiter's own.
+            turn_first = window is not None and window.ramping
+            if turn_first:
+                assert window is not None
+                ticket = await self._turn(window)
+            if self.limiter is not None:
+                try:
+                    await self.limiter.acquire()
+                except BaseException:
+                    if turn_first:
+                        assert window is not None
+                        window.give_back(ticket)
+                    raise
+            if window is not None and not turn_first:
+                ticket = await self._turn(window)
             status: int | None = None
             headers: Mapping[str, str] = {}
             payload = b""
@@ -288,6 +296,15 @@ class HTTPTransport:
         if 200 <= status < 300:
             return payload
         raise response_error(status, headers, payload, method=method, retry_after=wait, url=url)
+
+    async def _turn(self, window: Window) -> int:
+        """The window's ticket: at once if it has room, else queued (Pacer.fail fails it)."""
+        granted = window.try_acquire()  # no coroutine when the window has room
+        if granted is not None:
+            return granted
+        if self._closed:  # closed while it waited for the limiter
+            raise CloseError(_CLOSED + "waited its turn: not sent")
+        return await window.acquire()
 
     def redact(self, error: E) -> E:
         """``error`` with the credentials scrubbed from its message, headers and cause: for errors

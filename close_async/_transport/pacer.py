@@ -103,16 +103,26 @@ class Window(WindowView):
             return await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
-                # Granted, then cancelled before it could send: the slot and its budget go back.
-                ticket = fut.result()
-                self._discard(ticket)
-                self._sent_at.pop(ticket, None)
-                self.available += 1
-                if self._early is not None:  # a probe that never left: another may go
-                    self._early.lost(ticket, asyncio.get_running_loop().time())
-            # A cancelled waiter still queued is skipped when _wake reaches it (O(1) now).
-            self._wake()
+                self.give_back(fut.result())  # granted, then cancelled before it could send
+            else:
+                self._wake()  # a cancelled waiter still queued is skipped when reached (O(1))
             raise
+
+    @property
+    def ramping(self) -> bool:
+        """Before the server has said anything of its limit: the cold start's probe or ramp,
+        which cap the requests in flight (the caller takes its turn here before a limiter's
+        token, which would otherwise pile up behind the cap and leave in a burst)."""
+        return self.limit is None and not self.ramp.done
+
+    def give_back(self, ticket: int) -> None:
+        """A granted ticket whose request was never sent: its slot and budget go back."""
+        self._discard(ticket)
+        self._sent_at.pop(ticket, None)
+        self.available += 1
+        if self._early is not None:  # a probe that never left: another may go
+            self._early.lost(ticket, asyncio.get_running_loop().time())
+        self._wake()
 
     def release(
         self, ticket: int, info: RateLimitInfo | None, *, status: int | None, pause: float | None

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from close_async import AsyncCloseClient
+from close_async import AsyncCloseClient, TokenBucket
+from close_async._transport import pacer as _pacer
 from close_async._transport.cold_start import DOUBLING, END, GAIN, START, ColdStart
 from close_async._transport.pacer import Window
 from close_async.testing import FakeCloseServer, RateLimitModel
@@ -246,3 +247,31 @@ async def test_idle_time_does_not_grow_the_cap() -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     assert sent == START
+
+
+# Taking the limiter's token before the ramp's turn piled token holders up behind the cap; each
+# answer (or doubling) then let them go together: 10 requests within 10 ms with TokenBucket(50,
+# burst=5). The turn comes first while the ramp caps (http.py), the token second.
+RATE, BURST = 50.0, 5
+
+
+async def test_the_ramp_never_sends_a_burst_above_the_users_token_bucket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    starts: list[float] = []
+    grant = _pacer.Window._grant
+
+    def recorded(self: _pacer.Window) -> int:
+        starts.append(asyncio.get_running_loop().time())
+        return grant(self)
+
+    monkeypatch.setattr(_pacer.Window, "_grant", recorded)
+    async with (
+        FakeCloseServer(rate_limit=None, latency=0.3) as server,  # no headers, slowish answers
+        AsyncCloseClient("k", base_url=server.base_url, limiter=TokenBucket(RATE, BURST)) as c,
+    ):
+        await asyncio.gather(*[c.opportunities.create(lead_id=LEAD_ID, value=i) for i in range(80)])
+    probe_answered = starts[0] + 0.3  # (the one-probe cold start before it is pre-existing)
+    later = [t for t in starts if t > probe_answered + 0.05]
+    worst = max(sum(a <= t < a + 0.01 for t in later) for a in later)
+    assert worst <= BURST + RATE * 0.01 + 1, f"{worst} requests left within 10 ms"

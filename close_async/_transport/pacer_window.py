@@ -38,6 +38,8 @@ request was sent and answered:
   over the time left (its latest end, less a round trip), re-read from every report: the
   other's use shows in our reports before we spend it, where a burst at each roll made two
   keys send twice the limit into every window.
+  Looked for only once rolls are trusted (below): till then decimal resets do not tell the
+  window's length, so ours are undercounted (a lone token-bucket client seemed shared: 0.94).
   And a shared window whose rolls are trusted rolls as soon as a report proves it ended: one
   saying more is left than a report answered before its request left (a fixed window only goes
   down), rather than waiting for the latest end (up to a second late for whole-second resets).
@@ -113,8 +115,9 @@ class WindowView:
         if current and admitted:
             if not self._lows or remaining < self._lows[-1][1]:
                 self._lows.append((now, remaining))
-            if self.refills and not self.shared:
+            if self.refills and not self.shared and self._trusts_rolls():
                 self._spot_others(info, now)
+            self._first = False  # the very first report is of the cold start, trusted or not
         if not self.fixed and self.limit:
             self.slots.answered(now, self.limit, admitted=admitted)
             before = bisect.bisect_left(self._in_flight, ticket)

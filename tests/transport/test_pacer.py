@@ -383,11 +383,11 @@ async def test_a_report_is_overlapping_later_or_stale_by_its_end_interval(
     w.release(ticket, report(remaining, reset, limit=7), status=200, pause=None)
 
     budget, earliest, latest = expected
-    # A report of the same window saying 2 left counts 5, 3 more than ours: others spend
-    # this window now (a shared limit), so what is left is spread, not sent at once. (6 left
-    # of the same window counts fewer than ours, higher than the budget: it stays 5; of a later
-    # window it counts the reporter alone, and replaces the budget.)
-    shared = budget is None and remaining < 5
+    # A report of the same window saying 2 left counts 5, 3 more than ours, but with decimal
+    # resets and no roll yet seen to refill, that is no proof of others (a lone client of a
+    # token bucket reads so): not shared, nothing spread. (Whole-second or fixed windows:
+    # test_pacer_shared.) 6 left of the same window counts fewer than ours, higher than the
+    # budget: it stays 5; of a later window it counts the reporter alone, and replaces it.
     if budget is None:  # overlapping: the same window, so the budget only goes down
         budget = min(5, remaining)
     elif budget == "report":  # a later window: its report replaces the budget, even upwards
@@ -395,20 +395,18 @@ async def test_a_report_is_overlapping_later_or_stale_by_its_end_interval(
     assert w.available == budget
     assert w._end_lo == pytest.approx(t0 + earliest, abs=1e-9)
     assert w.reset_at == pytest.approx(t0 + latest, abs=1e-9)
-    assert w.shared is shared
-    # and, as behaviour: the budget goes out at once (spread if shared), all of it before the
-    # latest end, the next request at the latest end
+    assert not w.shared
+    assert not w._cold_shared
+    # and, as behaviour: the budget goes out at once, all of it before the latest end, the
+    # next request at the latest end
     now = clock.now
     times = await admissions(w, clock, budget, t0 + latest - 0.0005)
     assert len(times) == budget
-    if shared:
-        assert now < times[-1]  # not at once...
-        assert len(set(times)) == budget  # ...one at a time
-    else:  # at once, as far as the slots go: the probe and this request hold 2 of the 7 until
-        # a window after their answers (no roll has been seen to refill the window: see held)
-        at_once = min(budget, 7 - 2)
-        assert times[:at_once] == [now] * at_once
-        assert all(t > now for t in times[at_once:])
+    # at once, as far as the slots go: the probe and this request hold 2 of the 7 until a
+    # window after their answers (no roll has been seen to refill the window: see held)
+    at_once = min(budget, 7 - 2)
+    assert times[:at_once] == [now] * at_once
+    assert all(t > now for t in times[at_once:])
     assert await admitted_at(w, clock, t0 + latest - 0.0005) is None
     assert await admitted_at(w, clock, t0 + latest + 1e-6) == pytest.approx(t0 + latest)
 

@@ -248,6 +248,10 @@ class HTTPTransport:
                     raise
             if window is not None and not turn_first:
                 ticket = await self._turn(window)
+            if self._closed:  # granted (or its token taken) in the iteration aclose() ran in
+                if window is not None:
+                    window.give_back(ticket)
+                raise CloseError(_CLOSED + "waited its turn: not sent")
             status: int | None = None
             headers: Mapping[str, str] = {}
             payload = b""

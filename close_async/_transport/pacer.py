@@ -9,7 +9,9 @@ thousands of creates meets almost no 429s:
   ``asyncio.gather`` puts every request on the wire before the first header comes back and
   hundreds of them meet a 429.
 - The window's budget and end come from the reports (``pacer_window.WindowView``, the base
-  class): never more than ``remaining`` allows, and a roll only at the latest possible end.
+  class): never more than ``remaining`` allows, and a roll at the latest possible end, or
+  sooner once a report proves the window ended. A window that others use too (their admissions
+  show in the reports) has its budget spread over the time left instead of sent at once.
 - A 429 pauses every request of the group until the reset the server asked for; repeated 429s
   that ask for (almost) nothing get a growing floor, ``ZERO_WAIT_FLOOR`` doubling per 429, so
   they do not turn into a burst.
@@ -21,7 +23,10 @@ thousands of creates meets almost no 429s:
 - A 429 the headers did not predict (none sent, or any 429 at all once the view said there
   was room) teaches a rate (``adaptive.LearnedRate``): from then on every
   request also needs a token of that bucket, so the backlog after a pause leaves at the rate
-  the server was seen to accept, not all at once.
+  the server was seen to accept, not all at once. A shared window drops such a rate once
+  honest reports show it mostly unused (it measured our share while another key drained it),
+  unless a 429 came without the window's count.
+- ``aclose()`` fails every queued waiter at once (``Pacer.fail``): no task per wait.
 - A wait longer than ``max_wait`` (the client's ``max_retry_wait``) is not sat out: every
   request waiting for it, queued or arriving later, raises ``RateLimitError`` with
   ``.retry_after`` at once, until the wait has passed.
@@ -66,6 +71,7 @@ class Window(WindowView):
         self.unpaced = False  # the server sends no rate-limit headers
         self.ramp = ColdStart()  # while unpaced, until a 429 or a header: see cold_start
         self._honest = True  # no 429 has said remaining > 0 (the hidden model's lie)
+        self._bare_429 = False  # a 429 without the window's count (an ingress before the app)
         self._sent_at: dict[int, float] = {}
         self._seq = 0
         self._probe_at = 0.0  # when the last cold-start probe left
@@ -162,10 +168,12 @@ class Window(WindowView):
                 and info.remaining is not None
                 and 2 * info.remaining >= self.limit
             ):
-                if self.shared and self.learned.rate is not None:
+                if self.shared and self.learned.rate is not None and not self._bare_429:
                     # Honest headers pace a shared window (its budget, spread): a rate learned
                     # while another key drained it measured our share, not the limit. Regrown
                     # from it (room()), the key left alone crawled: 2 -> 200/s took 10 windows.
+                    # Not once a 429 came without the count: an ingress before an honest app
+                    # refuses what the app never counts, so its 2xx always show room.
                     self.learned = LearnedRate()
                 else:
                     self.learned.room()
@@ -176,6 +184,7 @@ class Window(WindowView):
             # The headers foresaw it if they are good and this is the first 429 since they were.
             foreseen = not self.unpaced and not (info and info.remaining)
             self._honest = self._honest and not (info and info.remaining)
+            self._bare_429 = self._bare_429 or info is None or info.remaining is None
             early = self._early
             if early is not None:  # a pause already probing for its early end: no new evidence
                 early.refused(ticket, sent, now, wait)

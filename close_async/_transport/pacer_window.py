@@ -11,7 +11,8 @@ request was sent and answered:
   request, which lies between sending it and reading the answer; so the end lies in
   ``[sent + reset, answered + reset]``. Reports whose intervals overlap speak of the same window
   (and narrow it); one that starts after ours ends speaks of a later window; one that ends before
-  ours starts is stale. We roll to a new window only at the latest possible end: never early.
+  ours starts is stale. We roll to a new window at the latest possible end, never early by the
+  bounds; sooner only on proof that it ended (see "Others' admissions").
 - After a roll the whole limit is available again, less what is still in flight, until a report
   from the new window says more. Until a roll has been seen to refill (``fixed``), a roll with
   decimal resets lets out only the free slots (``held``) and one request more: a sliding
@@ -30,7 +31,7 @@ request was sent and answered:
 - Others' admissions (a second API key on the organisation's limit, another process with ours):
   ours in a window number at most those answered (not 429) since its earliest possible start,
   plus those in flight; a report counting more (``limit - remaining``) shows admissions not
-  ours. A later report of the same window counting at least one more than its first shows
+  ours. A later report of the same window counting more than the fewest seen in it shows
   someone sending now, and the window is ``shared`` from then on. The very first report
   cannot tell use from before (another program, earlier) from another key starting with us
   (its probe): admissions not ours there spread that first window only. A shared window

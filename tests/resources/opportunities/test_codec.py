@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from close_async import DecodeError, InvalidInputError, decode_opportunity
-from close_async._resources import custom as _codec
+from close_async._resources import custom_types as _types
 from close_async._resources.opportunities.codec import OpportunityDecoder, encode_create
 from close_async.models import (
     AttachmentIn,
@@ -642,9 +642,9 @@ def test_more_bodies_that_are_not_opportunities(body: bytes) -> None:
 def test_a_key_msgspec_refuses_is_forgotten_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
     # Should msgspec refuse a generated attribute name we thought safe, the key is not learned
     # and the decoder keeps working, exactly.
-    real = _codec._attr_name
+    real = _types._attr_name
     monkeypatch.setattr(
-        _codec,
+        _types,
         "_attr_name",
         lambda k, i, b: "__weakref__" if k == "custom.cf_bad" else real(k, i, b),
     )

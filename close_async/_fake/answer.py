@@ -1,11 +1,13 @@
 """Private helpers of :mod:`close_async.testing`: how ``FakeCloseServer`` answers a request.
 
 Self-contained (aiohttp + msgspec + stdlib) so the fake server never depends on the rest of the
-package. :class:`Answering` is mixed into ``FakeCloseServer`` and works on its state. Every API
-request is authenticated (401 with Close's body, showing the key's rate-limit state without
-consuming it), then passes the limiter of its endpoint group (a 429 consumes nothing); then the
-create takes its fault (a scripted one first, else a ``FaultPlan`` draw) and the other endpoints
-go to ``Routes``.
+package. :class:`Answering` is mixed into ``FakeCloseServer`` and works on its state. Every
+request is recorded on arrival (``requests``), on every path; one that no route serves answers
+404 (405 for a known path's other methods) and goes no further. An API request waits
+``latency``, then is authenticated (401 with Close's body, showing the key's rate-limit state
+without consuming it), then passes the limiter of its endpoint group (a 429 consumes nothing);
+then the create takes its fault (a scripted one first, else a ``FaultPlan`` draw) and the other
+endpoints go to ``Routes``. A request answered ``None`` is dropped: its connection closed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .http import (
     OPPORTUNITY_PATH,
     SERVER_ERROR,
     UNAUTHORIZED,
+    api_key_from_header,
     decode,
     encode,
     json_response,
@@ -36,14 +39,15 @@ from .http import (
 )
 from .limits import Limiter, Verdict
 from .opportunity import validate_opportunity
-from .routes import Routes, endpoint_group
+from .routes import Routes, endpoint_group, known_path
 from .store import RequestRecord, Store
 
 __all__ = ["Answering"]
 
 
 class Answering:
-    """The answering half of ``FakeCloseServer``: auth, the limiter, the create, its faults."""
+    """The answering half of ``FakeCloseServer``: the record, auth, the limiter, the create,
+    its faults."""
 
     created: list[dict[str, Any]]
     """The opportunities created, in order, as answered (see ``FakeCloseServer.created``)."""
@@ -57,6 +61,48 @@ class Answering:
     _closing: asyncio.Event | None
     _hang_seconds: float
     _late_seconds: float
+    requests: list[RequestRecord]
+    """Every request received (see ``FakeCloseServer.requests``)."""
+    _inflight: set[asyncio.Task[Any]]
+    _latency: float
+
+    async def _record(self, request: web.Request) -> RequestRecord:
+        record = RequestRecord(
+            request.method,
+            request.path,
+            api_key_from_header(request.headers.get("Authorization")),
+            await request.read(),
+            asyncio.get_running_loop().time(),
+            request.headers,
+        )
+        self.requests.append(record)
+        return record
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        record = await self._record(request)
+        if known_path(request.path):
+            record.status = 405
+            return json_response(405, encode({"error": "Method Not Allowed"}), {})
+        record.status = 404
+        return json_response(404, encode({"error": "Not Found"}), {})
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        record = await self._record(request)
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            if self._latency:
+                await asyncio.sleep(self._latency)
+            response = await self._process(record, request)
+        finally:
+            self._inflight.discard(task)
+        if response is None:  # drop the connection without answering
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()  # never sent: aiohttp finds the transport closing
+        record.status = response.status
+        return response
 
     def _check(self, key: str, group: str, *, consume: bool = True) -> Verdict:
         assert self._limiter is not None

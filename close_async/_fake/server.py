@@ -67,9 +67,6 @@ from .http import (
     DIALECTS,
     FAULTS,
     OPPORTUNITY_PATH,
-    api_key_from_header,
-    encode,
-    json_response,
 )
 from .lead import LEAD_STATUSES, STATUS_MISSING
 from .limits import (
@@ -82,7 +79,7 @@ from .opportunity import (
     DEFAULT_ORGANIZATION_ID,
     LEAD_MISSING,
 )
-from .routes import ROUTES, Routes, known_path
+from .routes import ROUTES, Routes
 from .store import RequestRecord, Store
 
 __all__ = [
@@ -274,46 +271,6 @@ class FakeCloseServer(Answering):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    # -- request handling ---------------------------------------------------------------
-
-    async def _record(self, request: web.Request) -> RequestRecord:
-        record = RequestRecord(
-            request.method,
-            request.path,
-            api_key_from_header(request.headers.get("Authorization")),
-            await request.read(),
-            asyncio.get_running_loop().time(),
-            request.headers,
-        )
-        self.requests.append(record)
-        return record
-
-    async def _not_found(self, request: web.Request) -> web.Response:
-        record = await self._record(request)
-        if known_path(request.path):
-            record.status = 405
-            return json_response(405, encode({"error": "Method Not Allowed"}), {})
-        record.status = 404
-        return json_response(404, encode({"error": "Not Found"}), {})
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        record = await self._record(request)
-        task = asyncio.current_task()
-        assert task is not None
-        self._inflight.add(task)
-        try:
-            if self._latency:
-                await asyncio.sleep(self._latency)
-            response = await self._process(record, request)
-        finally:
-            self._inflight.discard(task)
-        if response is None:  # drop the connection without answering
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response()  # never sent: aiohttp finds the transport closing
-        record.status = response.status
-        return response
 
 
 def _loop_time() -> float:

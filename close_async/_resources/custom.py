@@ -3,7 +3,7 @@
 ``CustomFieldsModel`` gives a model ``.custom``, pickling and copying; ``CustomDecoder`` decodes
 it (or a subclass declaring typed custom fields). The private attributes they share
 (``_close_base``, ``_close_custom``, ``_absent``, ``_undeclared``) are written and read in this
-module only.
+module and in ``custom_types.py`` (the Struct types it decodes with) only.
 
 Custom fields travel as flat ``"custom.cf_<id>"`` keys that no static model can declare, and a
 msgspec Struct silently drops keys it does not declare. Decoding twice (once to a dict to find them)
@@ -14,20 +14,17 @@ however it is spelled (escaped, inside a nested object or not), makes the decode
 payload takes the exact path instead: decoded to a dict as well, keys learned, so the next payload
 of that shape is fast again. Key names inside string values never matter: they are not keys.
 
-Datetimes come out tz-aware (as API.md promises): the fast type also requires a time zone on every
-``datetime`` field, which msgspec checks while parsing at no measurable cost, so a timestamp
-without one fails the fast decode and takes the exact path, which reads it as UTC. That path costs
-4-9x the fast one; Close always sends zones, and fast types that accepted naive timestamps (to fix
-them afterwards) would slow every aware payload by 7-30%, so naive ones stay on the exact path.
+Datetimes come out tz-aware (as API.md promises; a naive one takes the exact path, read as UTC:
+see custom_types.py). One decoder may serve many threads: learning keys and building types hold a
+lock, and decoding a payload of a known shape takes none.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import keyword
 import re
-from collections.abc import Callable, Collection, Iterable
-from typing import Annotated, Any, Generic, Protocol, TypeVar, Union, overload
+import threading
+from collections.abc import Callable, Collection
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -35,12 +32,11 @@ from .._constants import CUSTOM_PREFIX as _PREFIX
 from .._exceptions import MSGSPEC_DECODE_ERRORS as _MSGSPEC_ERRORS
 from .._exceptions import DecodeError
 from .base import CloseModel
+from .custom_types import _FastType, _fill_typed, _finish_exact
 
 _Bound = Callable[[bytes | str], Any]
 
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
-_DATETIME = Union[dt.datetime, None]  # noqa: UP007 (compared with a field's resolved type)
-_AWARE = Union[Annotated[dt.datetime, msgspec.Meta(tz=True)], None]  # noqa: UP007
 _UNDECLARABLE = re.compile(r'[\\"\x00-\x1f]')
 _UNSET = msgspec.UNSET
 M = TypeVar("M", bound="CustomFieldsModel")
@@ -133,95 +129,6 @@ def shared_decoder(cls: type[CustomFieldsModel]) -> CustomDecoder[Any]:
     return decoder
 
 
-class _FastType:
-    """Struct types declaring every key seen so far (and so every custom field), for one base.
-
-    ``strict`` forbids unknown keys: that is how the fast path proves it dropped nothing, at no
-    cost (an undeclared key, custom or not, escaped or not, makes msgspec raise). This is not a
-    strict *response* model: on that error the decoder takes the exact path, which accepts the
-    unknown key and learns it, so unknown fields still always decode.
-    """
-
-    def __init__(self, base: type[CustomFieldsModel], keys: Iterable[str]) -> None:
-        base_fields = msgspec.structs.fields(base)
-        declared = {f.encode_name for f in base_fields}
-        # Typed custom fields a user declared on a subclass are declared again here with an
-        # UNSET default, to tell "absent" from "present with the default value".
-        typed = [f for f in base_fields if f.encode_name.startswith(_PREFIX)]
-        self.typed = [(f.name, f.default, f.default_factory) for f in typed]
-        keys = tuple(k for k in keys if k not in declared)
-        self.keys = frozenset(keys)
-        attrs = [_attr_name(k, i, base) for i, k in enumerate(keys)]
-        fields: list[tuple[str, Any, Any]] = [(a, Any, _UNSET) for a in attrs]
-        fields += [
-            (
-                f.name,
-                Union[f.type, msgspec.UnsetType],  # noqa: UP007 (f.type may be a typing form)
-                msgspec.field(default=_UNSET, name=f.encode_name),
-            )
-            for f in typed
-        ]
-        rename = dict(zip(attrs, keys, strict=True))
-        # The exact path's type has a __dict__: room for custom keys no field can declare, and
-        # for which typed custom fields were absent.
-        lenient = msgspec.defstruct(
-            base.__name__,
-            fields,
-            bases=(base,),
-            rename=rename,
-            kw_only=True,
-            dict=True,
-            gc=True,  # a __dict__ needs it, even where the user's base says gc=False
-            module=base.__module__,
-        )
-        # The fast type also requires a non-empty id, so that check costs nothing either. It is
-        # a sibling of the lenient type, not a subclass: without typed custom fields it needs no
-        # __dict__ (which costs ~4% of a small decode), and its instances are not tracked by the
-        # cycle collector (gc=False: ~5% faster to build and free, and less work for every
-        # collection while thousands are held). Decoded JSON is a tree, so it has no cycles.
-        # Its datetimes must carry a time zone too (free: a flag checked while parsing): a naive
-        # one takes the exact path, which reads it as UTC.
-        aware = [f for f in base_fields if f.type == _DATETIME]
-        self.aware = tuple(f.name for f in aware)
-        aware_fields = [
-            (f.name, _AWARE, msgspec.field(default=f.default, name=f.encode_name)) for f in aware
-        ]
-        strict = msgspec.defstruct(
-            base.__name__,
-            [*fields, *aware_fields, ("id", Annotated[str, msgspec.Meta(min_length=1)])],
-            bases=(base,),
-            rename=rename,
-            kw_only=True,
-            forbid_unknown_fields=True,
-            module=base.__module__,
-            **_fast_options(base, typed=bool(typed)),
-        )
-        lenient._close_base = strict._close_base = base  # type: ignore[attr-defined]
-        self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(strict)
-        self.lenient: msgspec.json.Decoder[Any] = msgspec.json.Decoder(lenient)
-
-
-def _fast_options(base: type[CustomFieldsModel], *, typed: bool) -> dict[str, Any]:
-    """``dict``/``gc`` for the fast type: a __dict__ only to note absent typed fields, and
-    untracked unless the user's base has a __dict__ or weak references (msgspec requires GC
-    tracking for either)."""
-    if typed:
-        return {"dict": True, "gc": True}
-    if base.__dictoffset__ or base.__weakrefoffset__:
-        return {}
-    return {"gc": False}
-
-
-def _attr_name(key: str, index: int, base: type[CustomFieldsModel]) -> str:
-    name = key[len(_PREFIX) :] if key.startswith(_PREFIX) else ""
-    # A custom field id becomes the attribute name (it shows as cf_... in reprs, which is what
-    # users recognise) unless it could shadow something: a name of the class, a keyword, or any
-    # name starting with "_" (special methods, msgspec's and our own). Those get "_<index>"
-    # names, which no id used as a name can collide with.
-    usable = name.isidentifier() and not name.startswith("_") and not keyword.iskeyword(name)
-    return name if usable and not hasattr(base, name) else f"_{index}"
-
-
 class _NotBuilt(Exception):
     """No fast type for this target yet (a private class: a KeyError raised by a user's
     ``__post_init__`` must not be taken for this)."""
@@ -271,6 +178,12 @@ class CustomDecoder(Generic[R]):
         self._overflow: dict[tuple[type[CustomFieldsModel], frozenset[str]], _FastType] = {}
         # By target type: the keys its own fields declare (they never change).
         self._declared: dict[type[CustomFieldsModel], frozenset[str]] = {}
+        # Held to learn keys, forget types and build them, never on the hot path (~0.25 us, 1-3%
+        # of an exact decode). Threads sharing a decoder then never leave a type built without
+        # its decode function (another thread forgetting the types between the two), which sent
+        # every later decode of it into endless recursion. Reentrant: msgspec runs a base's
+        # __init_subclass__ while it builds.
+        self._lock = threading.RLock()
         self.decode, self._set_default = self._hot_path()
 
     def _hot_path(self) -> tuple[Decode[R], Callable[[_Bound], None]]:
@@ -294,8 +207,7 @@ class CustomDecoder(Generic[R]):
                 return self._decode_exact(_bytes(data), type or root)
             except _NotBuilt:  # first use of this type, or keys were learned since
                 pass
-            self._fast_type(type or root)  # which makes the next call find it
-            return decode(data, type)
+            return self._decode_built(data, type or root)
 
         def set_default(function: _Bound) -> None:
             nonlocal default
@@ -303,6 +215,17 @@ class CustomDecoder(Generic[R]):
 
         decode.__qualname__ = f"{type(self).__name__}.decode"
         return decode, set_default  # type: ignore[return-value]  # (the overloads: see Decode)
+
+    def _decode_built(self, data: bytes | str, type: type[M]) -> M:
+        """Build ``type``'s fast decoder and decode with it, once: not through ``decode`` again,
+        where other threads learning keys could keep sending it back here."""
+        with self._lock:
+            self._fast_type(type)
+            bound = self._decoders[type]
+        try:
+            return bound(data)  # type: ignore[no-any-return]
+        except _MSGSPEC_ERRORS:
+            return self._decode_exact(_bytes(data), type)
 
     def _decode_exact(self, raw: bytes, type: type[M]) -> M:
         try:
@@ -314,56 +237,51 @@ class CustomDecoder(Generic[R]):
             declared = self._declared[type] = frozenset(
                 f.encode_name for f in msgspec.structs.fields(type)
             )
-        unknown = [k for k in fields if k not in declared and k not in self._learned]
-        # msgspec cannot declare a key holding a quote, a backslash or a control character:
-        # such a key is never learned, and its payloads always take this exact path.
-        odd = [k for k in unknown if _UNDECLARABLE.search(k)]
-        unknown = [k for k in unknown if k not in odd]
-        learnable = unknown[: max(0, MAX_LEARNED_KEYS - len(self._learned))]
-        if learnable:
-            self._learned.update(dict.fromkeys(learnable))
-            self._forget_types()
-        try:
-            fast = self._fast_type(type)
-        except (TypeError, ValueError):
-            # msgspec refused a key we thought declarable: forget it rather than break every
-            # later decode, and read this payload without declaring its unknown keys.
-            for key in learnable:
-                self._learned.pop(key, None)
-            self._forget_types()
-            odd += learnable
-            unknown = learnable = []
-            fast = self._fast_type(type)
-        keys = frozenset(k for k in fields if k not in declared and k not in odd)
-        if not keys <= fast.keys:
-            # The bound on learned keys was reached, or (decoding from several threads) another
-            # decode forgot the types between our learning and our building: never drop a key.
-            fast = self._overflow.get((type, keys)) or _FastType(type, keys)
-            if len(self._overflow) < 64:
-                self._overflow[(type, keys)] = fast
+        with self._lock:  # from reading the learned keys to the type built from them
+            unknown = [k for k in fields if k not in declared and k not in self._learned]
+            # msgspec cannot declare a key holding a quote, a backslash or a control character:
+            # such a key is never learned, and its payloads always take this exact path.
+            odd = [k for k in unknown if _UNDECLARABLE.search(k)]
+            unknown = [k for k in unknown if k not in odd]
+            learnable = unknown[: max(0, MAX_LEARNED_KEYS - len(self._learned))]
+            if learnable:
+                self._learned.update(dict.fromkeys(learnable))
+                self._forget_types()
+            try:
+                fast = self._fast_type(type)
+            except (TypeError, ValueError):
+                # msgspec refused a key we thought declarable: forget it rather than break every
+                # later decode, and read this payload without declaring its unknown keys.
+                for key in learnable:
+                    self._learned.pop(key, None)
+                self._forget_types()
+                odd += learnable
+                fast = self._fast_type(type)
+            keys = frozenset(k for k in fields if k not in declared and k not in odd)
+            if not keys <= fast.keys:
+                # The bound on learned keys was reached: never drop a key.
+                fast = self._overflow.get((type, keys)) or _FastType(type, keys)
+                if len(self._overflow) < 64:
+                    self._overflow[(type, keys)] = fast
         try:
             opp: M = fast.lenient.decode(raw)
         except _MSGSPEC_ERRORS as exc:
             raise DecodeError(f"response is not {self._noun}: {exc}", body=raw) from exc
         if not getattr(opp, "id", None):
             raise DecodeError(f"response is not {self._noun}: it has no id", body=raw)
-        for name in fast.aware:  # API.md promises tz-aware datetimes: naive ones are UTC
-            when = getattr(opp, name)
-            if when is not None and when.tzinfo is None:
-                setattr(opp, name, when.replace(tzinfo=dt.timezone.utc))
-        if fast.typed:
-            _fill_typed(opp, fast, self._noun)
+        _finish_exact(opp, fast, self._noun)
         if undeclared := {k[len(_PREFIX) :]: fields[k] for k in odd if k.startswith(_PREFIX)}:
             opp.__dict__["_undeclared"] = undeclared  # no field holds these: .custom adds them
         return opp
 
     def _forget_types(self) -> None:
-        """The learned keys changed: the fast types are rebuilt on next use."""
+        """The learned keys changed: the fast types are rebuilt on next use (the lock held)."""
         self._fast.clear()
         self._decoders.clear()
         self._set_default(_not_built)
 
     def _fast_type(self, type: type[CustomFieldsModel]) -> _FastType:
+        """The type's fast type, built and installed if need be (the lock held)."""
         fast = self._fast.get(type)
         if fast is None:
             fast = self._fast[type] = _FastType(type, tuple(self._learned))
@@ -376,26 +294,6 @@ class CustomDecoder(Generic[R]):
             if type is self.root:
                 self._set_default(self._decoders[type])
         return fast
-
-
-def _fill_typed(opp: M, fast: _FastType, noun: str) -> M:
-    """Give absent typed custom fields their declared default, and remember they were absent."""
-    absent = []
-    for name, default, factory in fast.typed:
-        if getattr(opp, name) is _UNSET:
-            absent.append(name)
-            if default is not msgspec.NODEFAULT:
-                setattr(opp, name, default)
-            elif factory is not msgspec.NODEFAULT:
-                setattr(opp, name, factory())
-            else:
-                raise DecodeError(
-                    f"response is not {noun}: missing required custom field {name!r}",
-                    body=msgspec.json.encode(opp),
-                )
-    if absent:
-        opp.__dict__["_absent"] = absent
-    return opp
 
 
 def _bytes(data: bytes | str) -> bytes:

@@ -1,4 +1,11 @@
-"""``client.opportunities``: the opportunity resource."""
+"""``client.opportunities``: the opportunity resource.
+
+``Opportunities`` creates (``create``, and ``stream_create``/``create_many`` for many items at
+once, one failed item never stopping the others) and tells what became of a create whose outcome
+is unknown (``reconcile``); ``list``, ``get``, ``update`` and ``delete`` come from its base,
+``stored.StoredOpportunities``. A create whose outcome is unknown is not retried by default
+(docs/errors.md); its error carries ``sent_at``, which ``reconcile`` takes.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +17,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..._constants import DEFAULT_CONCURRENCY
-from ..._exceptions import CloseError, DecodeError, InvalidInputError, NotFoundError
+from ..._exceptions import CloseError, DecodeError, InvalidInputError
 from ..bulk import Batch, Gate, run_pool, unexpected
-from ..pagination import DEFAULT_PAGE_SIZE, Pager, check_page_size, encode_filters
 from .codec import decode_opportunity, encode_create
-from .operations import OPPORTUNITY_FILTERS, OpportunityPage, check_id, encode_update
 from .reconcile import (
     DEFAULT_SETTLE,
     Excluded,
@@ -31,30 +36,20 @@ from .requests import (
     to_create,
 )
 from .responses import Opportunity
+from .stored import PATH, OpportunityT, StoredOpportunities
 
 if TYPE_CHECKING:
-    from typing_extensions import (
-        TypeVar,  # a default (PEP 696) before Python 3.13
-        Unpack,  # typing's own from Python 3.11 (PEP 692)
-    )
+    from typing_extensions import Unpack  # typing's own from Python 3.11 (PEP 692)
 
     from ..._transport.base import Transport
 
-    # One signature per method, not overloads: a mypy error then names the parameter at fault
-    # (overloads say only "No overload variant matches"), and the default keeps a call without
-    # response_type typed as Opportunity rather than Never.
-    OpportunityT = TypeVar("OpportunityT", bound=Opportunity, default=Opportunity)
-else:
-    from typing import TypeVar
-
-    OpportunityT = TypeVar("OpportunityT", bound=Opportunity)
 _UNSET: Any = msgspec.UNSET
-_PATH = "opportunity/"
 logger = logging.getLogger("close_async")
 
 
-class Opportunities:
-    """Create opportunities. Reached as ``client.opportunities``."""
+class Opportunities(StoredOpportunities):
+    """Create opportunities, and read, change and delete them. Reached as
+    ``client.opportunities``."""
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport  # only its send() and redact(): a resource never holds more
@@ -223,7 +218,7 @@ class Opportunities:
         self._warn_untitled(item)
         clock = on_sent if isinstance(on_sent, SentClock) else SentClock(on_sent)
         try:
-            raw = await self._transport.send("POST", _PATH, body, on_send=on_send, on_sent=clock)
+            raw = await self._transport.send("POST", PATH, body, on_send=on_send, on_sent=clock)
         except CloseError as exc:
             clock.stamp(exc)
             raise
@@ -240,91 +235,6 @@ class Opportunities:
     def _unexpected(self, exc: Exception, *, sent: bool) -> CloseError:
         return self._transport.redact(unexpected(exc, sent=sent))
 
-    def list(
-        self, *, page_size: int = DEFAULT_PAGE_SIZE, **filters: Any
-    ) -> Pager[Opportunity, OpportunityPage]:
-        """Every opportunity matching ``filters``, page after page, oldest first.
-
-        ``filters`` are Close's list filters (``lead_id``, ``status_id``, ``user_id``,
-        ``status_type``, ``date_created__gte``/``__lte``, ``status_id__in`` ...; dates as a
-        ``date``, a tz-aware ``datetime`` or a string). An unknown filter or a bad value raises
-        ``InvalidInputError`` here, before anything is sent. Pages of ``page_size`` rows are
-        read as the iteration needs them, in ``date_created`` order, past Close's ``_skip``
-        cap. The iterator's ``.page`` is the last page read, with Close's aggregates
-        (``total_results``, ``total_value_monthly`` ...).
-        """
-        query = encode_filters(filters, OPPORTUNITY_FILTERS)
-        size = check_page_size(page_size)
-        return Pager(
-            self._transport, _PATH, query, _decode_row, page_type=OpportunityPage, page_size=size
-        )
-
-    async def get(
-        self,
-        id: str,
-        /,
-        *,
-        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
-    ) -> OpportunityT:
-        """The opportunity ``id``. ``NotFoundError`` if there is none."""
-        path = f"{_PATH}{check_id(id)}/"
-        return self._decode(await self._transport.send("GET", path), response_type)
-
-    async def update(
-        self,
-        id: str,
-        /,
-        *,
-        response_type: type[OpportunityT] = Opportunity,  # type: ignore[assignment]
-        **fields: Unpack[CreateOpportunityFields],
-    ) -> OpportunityT:
-        """Change the given fields of opportunity ``id``; returns it as Close stored it.
-
-        The fields are ``create``'s, with its checks; only those given are sent (Close's PUT
-        acts as a PATCH), ``None`` sends null, and ``custom={"cf_x": None}`` unsets a custom
-        field. Nothing to change raises ``InvalidInputError``. A PUT carries absolute values,
-        so the client retries it after a timeout or a 5xx: sending it twice sets the same
-        values twice.
-        """
-        path = f"{_PATH}{check_id(id)}/"
-        body = encode_update(fields)
-        return self._decode(await self._transport.send("PUT", path, body), response_type)
-
-    async def delete(self, id: str, /) -> None:
-        """Delete opportunity ``id``. ``NotFoundError`` if it never existed.
-
-        DELETE is retried after a timeout or a 5xx; a 404 to a retry, after an earlier attempt
-        of this call reached the server without a definite answer, means that attempt deleted
-        it: that is a success, not an error.
-        """
-        path = f"{_PATH}{check_id(id)}/"
-        # Writes of this call's request to a socket, not known to have deleted nothing. One
-        # attempt may write twice: aiohttp itself re-sends an idempotent request once when its
-        # connection drops (ClientSession._request, "retry_persistent_connection").
-        earlier = current = 0  # in the attempts before this one; in this one
-
-        def on_send() -> None:
-            nonlocal earlier, current
-            earlier, current = earlier + current, 0
-
-        def on_sent(sent: bool) -> None:  # True: written once more; False: it deleted nothing
-            nonlocal current
-            current = current + 1 if sent else max(current - 1, 0)
-
-        try:
-            await self._transport.send("DELETE", path, on_send=on_send, on_sent=on_sent)
-        except NotFoundError:
-            # The 404 answered the last write: any write before it may have deleted it.
-            if earlier + current > 1:
-                return
-            raise
-
-    def _decode(self, raw: bytes, response_type: type[OpportunityT]) -> OpportunityT:
-        try:
-            return decode_opportunity(raw, response_type)
-        except DecodeError as exc:
-            raise self._transport.redact(exc) from None
-
     # Whether this client has said that a create without lead_id makes an "Untitled" lead.
     _untitled_warned = False
 
@@ -337,7 +247,3 @@ class Opportunities:
             'as "Untitled": create the lead first (close.leads.create(name=...)) and pass its '
             "id as lead_id (said once per client)"
         )
-
-
-def _decode_row(raw: bytes) -> Opportunity:
-    return decode_opportunity(raw)

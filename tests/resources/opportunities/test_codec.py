@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from close_async import DecodeError, InvalidInputError, decode_opportunity
-from close_async._resources import custom as _codec
+from close_async._resources import custom_types as _types
 from close_async._resources.opportunities.codec import OpportunityDecoder, encode_create
 from close_async.models import (
     AttachmentIn,
@@ -511,6 +511,40 @@ def test_a_stale_fast_type_never_drops_a_learned_key() -> None:
     assert opp.custom == {"cf_a": 1, "cf_b": 2}
 
 
+def test_a_type_built_while_another_thread_forgets_the_types_still_decodes() -> None:
+    """One thread builds a type's fast decoder while another, having learned a key, is between
+    forgetting the built types and forgetting their decode functions. The type built must not be
+    left without its function: every later decode of it then recursed until RecursionError."""
+    import threading
+
+    decoder = OpportunityDecoder()
+    decoder.decode(_doc({"cf_a": 1}))  # cf_a learned
+    results: list[object] = []
+
+    def build_tiered() -> None:  # the first decode to Tiered: it builds Tiered's fast type
+        try:
+            results.append(decoder.decode(_doc({"cf_tier": "Gold"}), Tiered).tier)
+        except Exception as exc:
+            results.append(exc)
+
+    other = threading.Thread(target=build_tiered)
+
+    class Interleaved(dict[Any, Any]):
+        def clear(self) -> None:
+            super().clear()
+            if not other.is_alive() and not results:
+                other.start()
+                # Give it time to build (~2 ms) here: unguarded, it does; behind a lock it waits.
+                other.join(timeout=0.2)
+
+    decoder._fast = Interleaved(decoder._fast)
+    decoder.decode(_doc({"cf_b": 2}))  # cf_b learned: the types are forgotten
+    other.join()
+    assert results == ["Gold"]
+    opp = decoder.decode(_doc({"cf_tier": "Silver", "cf_a": 3}), Tiered)
+    assert (opp.tier, opp.custom) == ("Silver", {"cf_tier": "Silver", "cf_a": 3})
+
+
 def test_a_key_error_raised_while_decoding_is_not_taken_for_a_missing_type() -> None:
     class Picky(Opportunity, kw_only=True):
         def __post_init__(self) -> None:
@@ -608,9 +642,9 @@ def test_more_bodies_that_are_not_opportunities(body: bytes) -> None:
 def test_a_key_msgspec_refuses_is_forgotten_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
     # Should msgspec refuse a generated attribute name we thought safe, the key is not learned
     # and the decoder keeps working, exactly.
-    real = _codec._attr_name
+    real = _types._attr_name
     monkeypatch.setattr(
-        _codec,
+        _types,
         "_attr_name",
         lambda k, i, b: "__weakref__" if k == "custom.cf_bad" else real(k, i, b),
     )

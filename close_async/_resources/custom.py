@@ -284,15 +284,16 @@ class CustomDecoder(Generic[R]):
         """The type's fast type, built and installed if need be (the lock held)."""
         fast = self._fast.get(type)
         if fast is None:
-            fast = self._fast[type] = _FastType(type, tuple(self._learned))
-            if fast.typed:
-                decode = fast.decoder.decode
-                noun = self._noun
-                self._decoders[type] = lambda data: _fill_typed(decode(data), fast, noun)
+            # Stored after its function: an interrupt (a signal) leaves no type without one.
+            built = _FastType(type, tuple(self._learned))
+            if built.typed:
+                decode, noun = built.decoder.decode, self._noun
+                self._decoders[type] = lambda data: _fill_typed(decode(data), built, noun)
             else:
-                self._decoders[type] = fast.decoder.decode
+                self._decoders[type] = built.decoder.decode
             if type is self.root:
                 self._set_default(self._decoders[type])
+            fast = self._fast[type] = built
         return fast
 
 

@@ -545,6 +545,30 @@ def test_a_type_built_while_another_thread_forgets_the_types_still_decodes() -> 
     assert (opp.tier, opp.custom) == ("Silver", {"cf_tier": "Silver", "cf_a": 3})
 
 
+def test_a_decode_interrupted_between_storing_a_type_and_its_function_still_decodes() -> None:
+    """A signal (Ctrl-C in a notebook that lives on) can arrive between the stores of a type's
+    fast type and its function: a type must never be left without its function (every later
+    decode of it raised KeyError, before the lock RecursionError)."""
+    decoder = OpportunityDecoder()
+    decoder.decode(_doc({"cf_a": 1}))  # cf_a learned, the types forgotten
+
+    class InterruptedOnce(dict[Any, Any]):
+        armed = True
+
+        def __setitem__(self, key: Any, value: Any) -> None:
+            super().__setitem__(key, value)
+            if self.armed and key is Tiered:
+                type(self).armed = False
+                raise KeyboardInterrupt  # right after the store, as a signal can be
+
+    decoder._fast = InterruptedOnce(decoder._fast)
+    decoder._decoders = InterruptedOnce(decoder._decoders)
+    with pytest.raises(KeyboardInterrupt):
+        decoder.decode(_doc({"cf_tier": "Gold"}), Tiered)  # builds Tiered's fast type
+    opp = decoder.decode(_doc({"cf_tier": "Silver", "cf_a": 3}), Tiered)
+    assert (opp.tier, opp.custom) == ("Silver", {"cf_tier": "Silver", "cf_a": 3})
+
+
 def test_a_key_error_raised_while_decoding_is_not_taken_for_a_missing_type() -> None:
     class Picky(Opportunity, kw_only=True):
         def __post_init__(self) -> None:

@@ -197,7 +197,7 @@ def _empty(path: Path) -> str:
 async def _import(client: AsyncCloseClient | None, file: Path, opts: ImportOptions) -> int:
     from .._exceptions import InvalidInputError
     from .importer import EXIT_INTERRUPTED, EXIT_JOURNAL, Stop, run_import, stop_report
-    from .journal import JournalError, JournalLockedError, is_disk_full
+    from .journal import JournalError, JournalFormatError, JournalLockedError, is_disk_full
     from .preflight import PreflightError, check_input, check_paths
 
     journal_path, output_path = opts.journal, opts.output
@@ -239,7 +239,7 @@ async def _import(client: AsyncCloseClient | None, file: Path, opts: ImportOptio
             finally:
                 progress.finish()
             ran = True
-        except (PreflightError, JournalLockedError, InvalidInputError) as exc:
+        except (PreflightError, JournalLockedError, JournalFormatError, InvalidInputError) as exc:
             click.echo(f"error: {exc}", err=True)
             return 2
         except (JournalError, OSError) as exc:  # a journal or --output that cannot be written

@@ -36,7 +36,7 @@ def journal_error(journal: Journal | None, line: int) -> str:
 
 def differs(journal: Journal, row: Row) -> bool:
     recorded = journal.digest(row.line)
-    return bool(recorded) and recorded != int(row.digest, 16)
+    return bool(recorded) and recorded != row.digest
 
 
 def record_outcome(

@@ -49,7 +49,7 @@ class UnknownRow:
     line: int
     item: CreateOpportunity
     sent_at: dt.datetime | None
-    digest: str = ""
+    digest: int = 0  # the row digest (Journal.row_digest) of its text
 
 
 class Summary(Protocol):

@@ -1,6 +1,10 @@
 """The import journal: an append-only JSON Lines file recording each row's outcome.
 
-The first line is a header naming the input (``{"journal": 1, "input": "/abs/deals.csv"}``); then
+The first line is a header naming the format and the input (``{"journal": 2, "input":
+"/abs/deals.csv"}``). The format says how a row's ``digest`` was made (``rows.DIGESTS``): 1
+(SHA-256, every journal before format 2, and one with no header) is resumed as it was written,
+with SHA-256; 2 (CRC-32 + Adler-32) is what a new journal is; a later one raises
+``JournalFormatError`` (nothing read, nothing written). Then
 one record per line, written to the OS as it happens (``record``, ``sending``), so a killed import
 loses nothing recorded; the outcomes of an import's requests (``outcome``) are written a batch at a
 time, with the next record or at the end of the event-loop iteration at the latest, and noted
@@ -61,6 +65,7 @@ from .journal_records import (
     header_decoder,
     read_created_ids,
 )
+from .rows import DIGEST_VERSION, DIGESTS, Digest
 
 __all__ = [
     "DONE",
@@ -69,15 +74,20 @@ __all__ = [
     "UNKNOWN_STATES",
     "Journal",
     "JournalError",
+    "JournalFormatError",
     "JournalLockedError",
     "JournalWriteError",
     "is_disk_full",
     "open_journal",
 ]
 
-_SENDING = b'{"row":%d,"state":"sending","digest":%s,"sent_at":%s}\n'
+_SENDING = b'{"row":%d,"state":"sending","digest":"%016x","sent_at":%s}\n'
 _CREATED = b'{"row":%d,"state":"created","id":%s}\n'
 _SENDING_CODE, _DONE_CODE = CODE["sending"], CODE[DONE]
+
+
+class JournalFormatError(JournalError):
+    """The journal is of a format this version cannot read (a newer close-async wrote it)."""
 
 
 class Journal(Appender):
@@ -109,13 +119,22 @@ class Journal(Appender):
             unlock(self._lock_fd)
             raise JournalWriteError(f"cannot write beside the journal {self.path}: {exc}") from None
         self._records = 0
-        torn = self._load() if self.path.exists() else False
+        self.version: int | None = None  # the header's format (1: SHA-256 digests, 2: CRC)
+        try:
+            torn = self._load() if self.path.exists() else False
+        except JournalFormatError:
+            with contextlib.suppress(OSError):
+                reserve_path.unlink()
+            unlock(self._lock_fd)
+            raise
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._start_appending(fd, reserve_path, torn)
-        if self._records == 0 and self.input is None and os.fstat(self._fd).st_size == 0:
+        if self._records == 0 and self.version is None and os.fstat(self._fd).st_size == 0:
             name = None if input is None else str(Path(input).resolve())
-            self.input = name
-            self.write(encoder.encode({"journal": 1, "input": name}) + b"\n")
+            self.input, self.version = name, DIGEST_VERSION
+            self.write(encoder.encode({"journal": DIGEST_VERSION, "input": name}) + b"\n")
+        #: How this journal digests a row's text: its header's format (none: format 1).
+        self.row_digest: Digest = DIGESTS[self.version or 1]
         self._syncer = GroupSync(self, self._fd) if fsync else None
 
     def _load(self) -> bool:
@@ -126,12 +145,24 @@ class Journal(Appender):
                 try:
                     record = decoder.decode(line)
                 except msgspec.DecodeError:
-                    if self._records == 0 and self.input is None:
-                        with contextlib.suppress(msgspec.DecodeError):
-                            self.input = header_decoder.decode(line).input
+                    if self._records == 0 and self.version is None:
+                        self._header(line)
                     continue  # the header, or a line cut short by a kill: no row state
                 self._note(record.row, record.state, record.digest, record.error, record.sent_at)
         return bool(line) and not line.endswith(b"\n")
+
+    def _header(self, line: bytes) -> None:
+        try:
+            header = header_decoder.decode(line)
+        except msgspec.DecodeError:
+            return  # a line cut short by a kill
+        if header.journal not in DIGESTS:
+            raise JournalFormatError(
+                f"the journal {self.path} is of format {header.journal}, written by a newer"
+                f" close-async (this one reads formats 1 to {max(DIGESTS)}): upgrade, or pick"
+                " another --journal. Nothing was sent."
+            )
+        self.input, self.version = header.input, header.journal
 
     def _note(
         self,
@@ -204,24 +235,25 @@ class Journal(Appender):
         self.write(encoder.encode({"row": row, "state": state, **fields}) + b"\n")
         self._note(row, state, fields.get("digest"), fields.get("error"), fields.get("sent_at"))
 
-    def sending(self, row: int, digest: str, sent_at: str) -> None:
-        """``record(row, "sending", digest=digest, sent_at=sent_at)``, the import's record per
-        request, written at once (with the outcomes held back) in one ``write()``."""
+    def sending(self, row: int, digest: int, sent_at: str) -> None:
+        """``record(row, "sending", digest=f"{digest:016x}", sent_at=sent_at)`` (``digest``:
+        ``row_digest`` of the row's text; 0: none), the import's record per request, written at
+        once (with the outcomes held back) in one ``write()``."""
         problem = self.broken or self.full
         if problem is not None:
             raise self.refusal(problem)
-        self.write(_SENDING % (row, encoder.encode(digest), encoder.encode(sent_at)))
-        if 0 < row < len(self.states) and digest and sent_at and not self.errors:  # usual
+        if not 0 < digest < 2**64:
+            self.record(row, "sending", sent_at=sent_at)
+            return
+        self.write(_SENDING % (row, digest, encoder.encode(sent_at)))
+        if 0 < row < len(self.states) and sent_at and not self.errors:  # the usual case
             self.sent_ats.setdefault(row, sent_at)  # the earliest attempt that may have created
             self._records += 1
             self.states[row] = _SENDING_CODE
             self.last[row] = self._records
-            try:  # noqa: SIM105 (a context manager per record costs ~1 us)
-                self.digests[row] = int(digest, 16) & 0xFFFF_FFFF_FFFF_FFFF
-            except ValueError:
-                pass  # a digest that is not hex: none recorded
+            self.digests[row] = digest
         else:
-            self._note(row, "sending", digest, None, sent_at)
+            self._note(row, "sending", f"{digest:016x}", None, sent_at)
 
     def created(self, row: int, id: str) -> None:
         """``outcome(row, "created", id=id)``: the import's usual outcome, the short way."""

@@ -1,7 +1,8 @@
 """The journal's records: its states, the shapes of its lines, and reading a journal file back.
 
-A journal is JSON Lines: a header (``{"journal": 1, "input": ...}``), then one record per line
-(``{"row": N, "state": S, ...}``; the states and their meaning are in ``journal.py``). Here:
+A journal is JSON Lines: a header (``{"journal": FORMAT, "input": ...}``, ``journal.py``), then
+one record per line (``{"row": N, "state": S, ...}``; the states and their meaning are in
+``journal.py``). Here:
 
 - ``STATES``: every state, indexed by the one-byte code ``Journal.states`` keeps per line
   (0: no record); ``CODE`` the reverse; a state this version does not know reads as unknown.

@@ -20,6 +20,7 @@ from pathlib import Path
 from .._constants import CUSTOM_PREFIX
 from .._exceptions import CloseError
 from ..models import CreateOpportunity
+from .csv_scan import scan_csv
 from .journal import Journal
 from .rows import (
     ENCODING_ERROR,
@@ -27,7 +28,6 @@ from .rows import (
     read_header,
     read_rows,
     resolve_encoding,
-    scan_csv,
 )
 
 FIELDS = frozenset(CreateOpportunity.__struct_fields__) - {"custom"}
@@ -92,7 +92,8 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
     digests = journal is not None and any(journal.states)
     known: set[str] = set()  # JSON Lines keys already found known: each checked once
     if digests or path.suffix.lower() != ".csv":
-        found = read_rows(path, codec, items=False, digests=digests)  # JSONL: items, for keys
+        hashing = journal.row_digest if journal is not None else None
+        found = read_rows(path, codec, items=False, digests=digests, digest=hashing)  # JSONL: keys
     else:  # a first run's CSV: counted, its text checked, no Row a row (3 us a row, now 1)
         rows, last_line, bad = scan_csv(path, codec)
         found = iter(() if bad is None else (bad,))
@@ -120,7 +121,7 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
                         unknown.setdefault(key, row.line)
         if digests and journal is not None:
             recorded = journal.digest(row.line)
-            if recorded and journal.state(row.line) in _SENT and recorded != int(row.digest, 16):
+            if recorded and journal.state(row.line) in _SENT and recorded != row.digest:
                 first, count = mismatch or (row.line, 0)
                 mismatch = (first, count + 1)
     if unknown:

@@ -13,7 +13,8 @@ import codecs
 import csv
 import hashlib
 import re
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .import_build import csv_plan, from_cells
 
 _decoder = msgspec.json.Decoder()
 _sha256 = hashlib.sha256
+_crc32, _adler32 = zlib.crc32, zlib.adler32
 _INT_COLUMNS = frozenset({"value", "confidence"})
 _JSON_COLUMNS = frozenset({"attachments", "custom_fields"})
 ENCODING_ERROR = "has bytes that are not"
@@ -60,10 +62,11 @@ _BOMS = (
 
 @dataclass(slots=True)  # ~0.3 us less a row to build
 class Row:
-    """One input row: its line number, a digest of its text, and the item or why it is bad."""
+    """One input row: its line number, a digest of its text (0: none), and the item or why it
+    is bad."""
 
     line: int
-    digest: str
+    digest: int
     item: dict[str, Any] | CreateOpportunity | None = None
     error: InvalidInputError | None = None
 
@@ -84,17 +87,21 @@ def read_rows(
     *,
     items: bool = True,
     digests: bool = True,
+    digest: Digest | None = None,
     creates: bool = False,
 ) -> Iterator[Row]:
     """Rows of a ``.csv`` file (by extension) or of a JSON Lines file (anything else).
     ``items=False``: CSV rows get their line, digest and text errors only (a quicker pass).
-    ``digests=False``: no digest (``""``): the checks' pass against a journal with no rows.
+    ``digests=False``: no digest (0): the checks' pass against a journal with no rows.
+    ``digest``: how each row's text is digested (the journal's ``row_digest``; by default
+    ``DIGESTS[DIGEST_VERSION]``, a new journal's).
     ``creates``: a CSV row's item is its ``CreateOpportunity`` already when it is the usual
     row (``import_build.from_cells``), else the dict, as without it (the import's send pass)."""
+    hashing = (digest or DIGESTS[DIGEST_VERSION]) if digests else None
     if path.suffix.lower() == ".csv":
-        yield from _csv_rows(path, encoding, items, digests, creates)
+        yield from _csv_rows(path, encoding, items, hashing, creates)
     else:
-        yield from _jsonl_rows(path, encoding, digests)
+        yield from _jsonl_rows(path, encoding, hashing)
 
 
 def read_header(path: Path, encoding: str) -> list[str] | None:
@@ -106,12 +113,29 @@ def read_header(path: Path, encoding: str) -> list[str] | None:
     return None if header is None else [c.strip() for c in header]
 
 
-def _digest(text: str) -> str:
-    """16 hex of SHA-256: ``sha256(text.encode(errors=ESCAPE)).hexdigest()[:16]``,
-    the same text without the 64-character string, and the usual ASCII row without an error
-    handler to look up."""
+Digest = Callable[[str], int]
+
+
+def digest_sha256(text: str) -> int:
+    """A row's digest in journals of format 1: the first 8 bytes of SHA-256 of its text
+    (``int(sha256(text.encode(errors=ESCAPE)).hexdigest()[:16], 16)``), the usual ASCII row
+    without an error handler to look up."""
     data = text.encode() if text.isascii() else text.encode(errors=ESCAPE)
-    return _sha256(data).digest()[:8].hex()
+    return int.from_bytes(_sha256(data).digest()[:8], "big")
+
+
+def digest_crc(text: str) -> int:
+    """A row's digest in journals of format 2: CRC-32 and Adler-32 of its text, 64 bits (~1,700
+    instructions a row against SHA-256's ~9,000 under callgrind). It guards against a journal
+    used with another file (an accident, not an attack): a changed row goes unnoticed once in
+    2^32 or more, a different file only if every row it sent does."""
+    data = text.encode() if text.isascii() else text.encode(errors=ESCAPE)
+    return _crc32(data) << 32 | _adler32(data)
+
+
+#: Each journal format's row digest (``Journal.row_digest``); new journals: ``DIGEST_VERSION``.
+DIGESTS: dict[int, Digest] = {1: digest_sha256, 2: digest_crc}
+DIGEST_VERSION = 2
 
 
 def _bad_text(text: str, encoding: str) -> InvalidInputError | None:
@@ -137,12 +161,12 @@ def encoding_name(encoding: str) -> str:
     )
 
 
-def _jsonl_rows(path: Path, encoding: str, digests: bool = True) -> Iterator[Row]:
+def _jsonl_rows(path: Path, encoding: str, digest: Digest | None) -> Iterator[Row]:
     with path.open(encoding=encoding, errors=ESCAPE) as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            row = Row(line_no, _digest(line.rstrip("\r\n")) if digests else "")
+            row = Row(line_no, digest(line.rstrip("\r\n")) if digest else 0)
             row.error = _bad_text(line, encoding)
             if row.error is None:
                 try:
@@ -160,83 +184,8 @@ def _jsonl_rows(path: Path, encoding: str, digests: bool = True) -> Iterator[Row
             yield row
 
 
-def scan_csv(path: Path, encoding: str) -> tuple[int, int, Row | None]:
-    """``(rows, last line, the first row whose bytes are not in the encoding)`` of a CSV file: what
-    ``read_rows(path, encoding, items=False, digests=False)`` would count and find, without a
-    ``Row`` and a generator step per row (the checks' pass of a first run). A file with no quote,
-    NUL, lone CR or bad byte is counted by its lines, without the csv module (0.4 us a row
-    against 1.6, timed: the csv module's parse alone is ~9,000 instructions a row)."""
-    with path.open(encoding=encoding, errors=ESCAPE, newline="") as f:
-        counted = _scan_plain(f)
-    if counted is not None:
-        return counted[0], counted[1], None
-    rows = last = 0
-    with path.open(encoding=encoding, errors=ESCAPE, newline="") as f:
-        reader = csv.reader(f)
-        try:
-            if next(reader, None) is None:
-                return 0, 0, None
-        except csv.Error:
-            return 0, 0, None
-        join, undecodable = "".join, _UNDECODABLE.search
-        while True:
-            try:
-                for cells in reader:
-                    text = join(cells)
-                    if not text.strip():  # every cell blank: _csv_rows skips it
-                        continue
-                    rows += 1
-                    last = reader.line_num
-                    if not text.isascii() and undecodable(text):
-                        error = _bad_text("\x1f".join(cells), encoding)
-                        return rows, last, Row(last, "", error=error)
-                return rows, last, None
-            except csv.Error:  # a cell over csv's field_size_limit: a row, with its error
-                rows += 1
-                last = reader.line_num
-
-
-# What a blank CSV line is made of, when it has no quotes: whitespace (str.isspace) and commas.
-_BLANK = "".join(c for c in map(chr, range(0x3000 + 1)) if c.isspace()) + ","
-_CHUNK = 1 << 16
-_LONGEST = 100_000  # a longer line may hold a cell over csv's field_size_limit: csv's to say
-
-
-def _scan_plain(f: Any) -> tuple[int, int] | None:
-    """(rows, last line) of a CSV text whose every line is one row split on commas: no quote,
-    NUL, lone CR or undecodable byte (else None, for the csv module to read). A line whose
-    cells are all blank is no row, as ``_csv_rows`` has it."""
-    rows = lines = last = 0
-    tail = ""
-    blank = _BLANK
-    while True:
-        chunk = f.read(_CHUNK)
-        if chunk and chunk[-1] == "\r":
-            chunk += f.read(1)  # a CR LF split between two reads
-        if '"' in chunk or "\x00" in chunk or (not chunk.isascii() and _UNDECODABLE.search(chunk)):
-            return None
-        if "\r" in chunk:
-            chunk = chunk.replace("\r\n", "\n")
-            if "\r" in chunk:
-                return None
-        parts = (tail + chunk).split("\n")
-        if len(parts[0]) > _LONGEST:  # a line begun in an earlier read (only the first can be)
-            return None
-        if chunk:
-            tail = parts.pop()  # the line that goes on in the next read (at the end: the last)
-            if len(tail) > _LONGEST:
-                return None
-        for line in parts:
-            lines += 1
-            if lines > 1 and line.strip(blank):
-                rows += 1
-                last = lines
-        if not chunk:
-            return rows, last
-
-
 def _csv_rows(
-    path: Path, encoding: str, items: bool = True, digests: bool = True, creates: bool = False
+    path: Path, encoding: str, items: bool, digest: Digest | None, creates: bool
 ) -> Iterator[Row]:
     with path.open(encoding=encoding, errors=ESCAPE, newline="") as f:
         reader = csv.reader(f)
@@ -248,20 +197,20 @@ def _csv_rows(
             return
         plan = _plan([c.strip() for c in header])
         built = csv_plan([c.strip() for c in header]) if creates else None
-        join, digest = "\x1f".join, _digest if digests else None
+        join = "\x1f".join
         while True:
             try:
                 cells = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:  # a cell over csv's field_size_limit (128 KiB), say
-                yield Row(reader.line_num, "0", error=InvalidInputError("row", "...", str(exc)))
+                yield Row(reader.line_num, 0, error=InvalidInputError("row", "...", str(exc)))
                 continue
             text = join(cells)
             if not text.strip():  # every cell blank (the separator "\x1f" is whitespace too)
                 continue
             error = _bad_text(text, encoding) if not text.isascii() or "\x00" in text else None
-            row = Row(reader.line_num, digest(text) if digest else "", error=error)
+            row = Row(reader.line_num, digest(text) if digest else 0, error=error)
             if error is None and items:
                 if built is not None:
                     row.item = from_cells(built, cells)  # None: not the usual row

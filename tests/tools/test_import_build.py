@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 from close_async import InvalidInputError
 from close_async._resources.opportunities.requests import to_create
-from close_async._tools import rows as rows_module
+from close_async._tools import csv_scan
+from close_async._tools.csv_scan import scan_csv
 from close_async._tools.import_build import build, csv_plan, from_cells
 from close_async._tools.preflight import check_input
-from close_async._tools.rows import ENCODING_ERROR, _csv_item, _plan, read_rows, scan_csv
+from close_async._tools.rows import ENCODING_ERROR, _csv_item, _plan, read_rows
 
 LEAD = "lead_" + "BuildTests".ljust(43, "0")
 
@@ -193,7 +194,7 @@ def test_the_usual_csv_row_is_built_from_its_cells(tmp_path: Path) -> None:
     assert isinstance(row.item, dict)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(
     st.lists(
         st.sampled_from(
@@ -212,6 +213,11 @@ def test_the_usual_csv_row_is_built_from_its_cells(tmp_path: Path) -> None:
                 "\x1f",
                 '"',
                 '"x\ny"',
+                '""',
+                '"a,b"',
+                '",',
+                ',"',
+                "\x01",
                 "\udce9",
                 "\x00",
             ]
@@ -227,7 +233,7 @@ def test_scan_csv_counts_any_text_as_reading_its_rows_does(
     rows = list(read_rows(path, items=False, digests=False))
     bad = next((r for r in rows if r.error and r.error.reason.startswith(ENCODING_ERROR)), None)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rows_module, "_CHUNK", chunk)
+        patch.setattr(csv_scan, "_CHUNK", chunk)
         count, last, found = scan_csv(path, "utf-8-sig")
     if bad is None:
         assert (count, last, found) == (len(rows), rows[-1].line if rows else 0, None)

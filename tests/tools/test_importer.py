@@ -401,8 +401,8 @@ async def test_sending_rows_are_unknown_on_rerun(
     digests = {r.line: r.digest for r in read_rows(path)}
     journal = tmp_path / "j.jsonl"
     with Journal(journal) as j:  # a run killed with row 2 in flight and row 3 done
-        j.record(2, "sending", digest=digests[2])
-        j.record(3, "sending", digest=digests[3])
+        j.record(2, "sending", digest=f"{digests[2]:016x}")
+        j.record(3, "sending", digest=f"{digests[3]:016x}")
         j.record(3, "created", id="oppo_3")
     summary = await run(close_server, path, journal)
     assert summary.skipped == 1

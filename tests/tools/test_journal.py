@@ -39,7 +39,7 @@ def test_new_journal_is_empty_and_created(tmp_path: Path) -> None:
         assert journal.recorded_rows() == 0
         assert journal.state(1) is None
     assert path.exists()
-    assert path.read_bytes() == b'{"journal":1,"input":null}\n'
+    assert path.read_bytes() == b'{"journal":2,"input":null}\n'  # format 2: CRC digests
 
 
 def test_record_and_load_round_trip(tmp_path: Path) -> None:

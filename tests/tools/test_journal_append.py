@@ -44,12 +44,12 @@ async def test_outcomes_go_out_with_the_next_sending_record_in_one_write(
     path = tmp_path / "j.jsonl"
     with Journal(path) as journal:
         writes = counting_writes(monkeypatch)
-        journal.sending(1, "d1", sent_at_now())
-        journal.sending(2, "d2", sent_at_now())
+        journal.sending(1, 0xD1, sent_at_now())
+        journal.sending(2, 0xD2, sent_at_now())
         journal.outcome(1, "created", id="o1")
         journal.outcome(2, "failed", error="HTTP 400")
         assert records(path) == [(1, "sending"), (2, "sending")]  # held, this iteration
-        journal.sending(3, "d3", sent_at_now())  # "sending" itself is never held
+        journal.sending(3, 0xD3, sent_at_now())  # "sending" itself is never held
         assert len(writes) == 3
         held = [(1, "created"), (2, "failed")]
         assert records(path) == [(1, "sending"), (2, "sending"), *held, (3, "sending")]
@@ -65,7 +65,7 @@ async def test_held_outcomes_reach_the_os_by_the_end_of_the_loop_iteration(
 ) -> None:
     path = tmp_path / "j.jsonl"
     with Journal(path) as journal:
-        journal.sending(1, "d1", sent_at_now())
+        journal.sending(1, 0xD1, sent_at_now())
         writes = counting_writes(monkeypatch)
         journal.outcome(1, "created", id="o1")
         journal.outcome(2, "invalid", error="bad")
@@ -84,7 +84,7 @@ def test_outside_an_event_loop_an_outcome_is_written_at_once(tmp_path: Path) -> 
 def test_a_record_written_at_once_keeps_the_order_of_what_was_held(tmp_path: Path) -> None:
     async def run() -> None:
         with Journal(path) as journal:
-            journal.sending(1, "d1", sent_at_now())
+            journal.sending(1, 0xD1, sent_at_now())
             journal.outcome(1, "failed", error="HTTP 400")
             journal.record(1, "waiting")  # written at once, after what was held
             assert records(path) == [(1, "sending"), (1, "failed"), (1, "waiting")]
@@ -107,13 +107,13 @@ async def test_outcomes_a_failed_write_loses_are_listed_as_unwritten(
         raise OSError(5, "Input/output error")
 
     with Journal(path) as journal:
-        journal.sending(1, "d1", sent_at_now())
-        journal.sending(2, "d2", sent_at_now())
+        journal.sending(1, 0xD1, sent_at_now())
+        journal.sending(2, 0xD2, sent_at_now())
         journal.outcome(1, "created", id="oppo_1")
         journal.outcome(2, "failed", error="HTTP 400")
         monkeypatch.setattr(os, "write", broken)
         with pytest.raises(JournalWriteError, match="Input/output"):
-            journal.sending(3, "d3", sent_at_now())  # its request must not leave
+            journal.sending(3, 0xD3, sent_at_now())  # its request must not leave
         assert journal.unwritten == [(1, "created oppo_1"), (2, "failed")]
         with pytest.raises(JournalWriteError):
             journal.outcome(4, "created", id="oppo_4")  # broken: refused, not held
@@ -134,14 +134,14 @@ async def test_a_full_disk_writes_the_held_outcomes_into_the_reserve(
         return real_write(fd, data)
 
     with Journal(path) as journal:
-        journal.sending(1, "d1", sent_at_now())
+        journal.sending(1, 0xD1, sent_at_now())
         monkeypatch.setattr(os, "write", full_once)
         journal.outcome(1, "created", id="oppo_1")
         await asyncio.sleep(0)  # the flush meets the full disk: the reserve takes it
         assert journal.full is not None
         assert journal.unwritten == []
         with pytest.raises(JournalWriteError):
-            journal.sending(2, "d2", sent_at_now())  # no new request once the disk is full
+            journal.sending(2, 0xD2, sent_at_now())  # no new request once the disk is full
         journal.outcome(3, "failed", error="HTTP 400")  # outcomes still recorded
     assert records(path) == [(1, "sending"), (1, "created"), (3, "failed")]
 
@@ -197,11 +197,11 @@ def test_what_the_journal_notes_as_it_writes_is_what_a_resume_reads_back(tmp_pat
     async def run() -> Journal:
         with Journal(path) as journal:
             for row in (3, 1, 2, 40, 3):
-                journal.sending(row, f"{row:016x}", sent_at_now())
+                journal.sending(row, row, sent_at_now())
             journal.created(1, "o1")
             journal.outcome(2, "unknown", error="timed out", sent_at="2026-12-01T00:00:00+00:00")
             journal.record(3, "waiting")
-            journal.sending(2, "", sent_at_now())  # no digest: the recorded one stays
+            journal.sending(2, 0, sent_at_now())  # no digest: the recorded one stays
             journal.created(40, "o40")
         return journal
 

@@ -57,7 +57,7 @@ async def three_outcomes_cut_short(
     """Rows 2-4 sent, then their outcomes in one batch that the disk takes 1 line and a bit of
     (``direct``: the created ones by ``Journal.created``)."""
     for row in (2, 3, 4):
-        journal.sending(row, f"{row:016x}", SENT_AT)
+        journal.sending(row, row, SENT_AT)
     disk = short_then(failure, monkeypatch)
     for row in (2, 3):
         if direct:
@@ -107,8 +107,8 @@ async def test_an_outcome_a_failed_write_lost_is_exported_as_unknown_not_dropped
 
     path = tmp_path / "j.jsonl"
     with Journal(path) as journal:
-        journal.sending(2, "2".zfill(16), SENT_AT)
-        journal.sending(3, "3".zfill(16), SENT_AT)
+        journal.sending(2, 2, SENT_AT)
+        journal.sending(3, 3, SENT_AT)
         journal.outcome(2, "failed", error="HTTP 400")
         journal.created(3, "oppo_3")
         monkeypatch.setattr(os, "write", broken)

@@ -24,6 +24,7 @@ from .csv_scan import scan_csv
 from .journal import Journal
 from .rows import (
     ENCODING_ERROR,
+    digest_sha256,
     encoding_name,
     read_header,
     read_rows,
@@ -87,7 +88,7 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
             if column and not _known(column):  # unnamed: Excel's trailing empty columns
                 unknown.setdefault(column, 1)
     rows = last_line = 0
-    mismatch: tuple[int, int] | None = None  # (first line, count)
+    differ: dict[int, int] = {}  # line -> its digest, where the journal recorded another
     # Digests are compared only with rows the journal recorded: none for a new journal.
     digests = journal is not None and any(journal.states)
     known: set[str] = set()  # JSON Lines keys already found known: each checked once
@@ -122,10 +123,12 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
         if digests and journal is not None:
             recorded = journal.digest(row.line)
             if recorded and journal.state(row.line) in _SENT and recorded != row.digest:
-                first, count = mismatch or (row.line, 0)
-                mismatch = (first, count + 1)
+                differ[row.line] = row.digest
     if unknown:
         raise PreflightError(_unknown_message(path, unknown))
+    if differ and journal is not None and journal.row_digest is not digest_sha256:
+        _written_by_format_1(path, codec, journal, differ)
+    mismatch = (min(differ), len(differ)) if differ else None  # (first line, count)
     if journal is not None:
         beyond = sum(
             1 for line in range(last_line + 1, len(journal.states)) if journal.state(line) in _SENT
@@ -160,6 +163,15 @@ def _unknown_message(path: Path, unknown: dict[str, int]) -> str:
         f"{path}: unknown {kind}{plural} {'; '.join(parts)}. Known: {', '.join(_KNOWN)}, and"
         f" custom fields as {CUSTOM_PREFIX}cf_<id>. Nothing was sent."
     )
+
+
+def _written_by_format_1(path: Path, codec: str, journal: Journal, differ: dict[int, int]) -> None:
+    """Rows of a format-2 journal whose digests are SHA-256's: an earlier version went on with
+    a journal that had no sent row (it does not read the format). Those rows are the same text:
+    taken off ``differ``, their digests replaced by this format's for the import's own checks."""
+    for row in read_rows(path, codec, items=False, digest=digest_sha256):
+        if row.line in differ and journal.digest(row.line) == row.digest:
+            journal.digests[row.line] = differ.pop(row.line)
 
 
 def _mismatch_message(

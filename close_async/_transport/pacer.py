@@ -288,8 +288,7 @@ class Window(WindowView):
             when, asked = self._room_at(now), not self.unpaced  # unpaced: the ramp's own wait
             spread = self._spread_at(now)  # a shared window's own pacing, never refused
             if when is not None and spread > when:
-                # (inf: one at a time, and one is in flight: its answer wakes the queue)
-                when, asked = (None if math.isinf(spread) else spread), False
+                when, asked = spread, False
             if when is not None and self.learned.rate is not None:
                 # Room, but no token yet: maybe one by now, the clock having moved since
                 # _can_send looked (then call_soon; arming nothing would strand the queue).

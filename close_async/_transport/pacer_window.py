@@ -25,8 +25,6 @@ request was sent and answered:
   ``[sent + reset - 1, answered + reset]``, and we take windows to last the longest integral
   reset seen. The first report after a roll then ends the new window no later than the roll plus
   that length: the roll is never early, and it does not drift later by a round trip per window.
-  Nor earlier than the passed window's earliest end plus that length: a report's own ``reset=1``
-  says only "after our send", but the window before was seen running until then.
   (A 0.5 s window that announces ``reset=1`` is taken at its word: half its rate, no 429s.)
 - Spent, with nothing in flight to report when it ends: the window is taken to end a whole
   window (the shortest gap seen between two ends) past the last known end.
@@ -38,16 +36,9 @@ request was sent and answered:
   cannot tell use from before (another program, earlier) from another key starting with us
   (its probe): admissions not ours there spread that first window only. A shared window
   sends the first request at its roll and then spreads what is left of the budget evenly
-  over the time left, re-read from every report: the other's use shows in our reports before
-  we spend it, where a burst at each roll made two keys send twice the limit into every
-  window. The time left runs to the earliest end a window before proved (less a round trip):
-  aimed at the latest end, a round trip or more after the real one for every roll not proven
-  since the first, the last sends met the next window and the budget left went unused (6-14
-  of 200 in a 2,000-create fan-out's second window and in each window a key had to itself,
-  so the run took a window more). Bounds so far apart that less than 20 round trips of the
-  window surely lie before its end (we roll at the latest end) are aimed between: sends there
-  prove the end or raise the earliest. Late for the aim, one at a time: each answer tells
-  whether the window still runs (what a stale budget said was left, sent at once, met 429s).
+  over the time left (its latest end, less a round trip), re-read from every report: the
+  other's use shows in our reports before we spend it, where a burst at each roll made two
+  keys send twice the limit into every window.
   Looked for only once rolls are trusted (below): till then decimal resets do not tell the
   window's length, so ours are undercounted (a lone token-bucket client seemed shared: 0.94).
   And a shared window whose rolls are trusted rolls as soon as a report proves it ended: one
@@ -62,7 +53,6 @@ from __future__ import annotations
 import bisect
 import collections
 import logging
-import math
 
 from .held import Slots
 from .ratelimit import RateLimitInfo
@@ -78,9 +68,6 @@ _MOVED_ON = 3
 # window: another consumer sending now (a second key on an organisation's limit). Growth, not
 # a count: use before our first request (another program, earlier) is no one sending now.
 _OTHERS = 1
-# Round trips a shared window's spread needs, at least, before the earliest end to aim at it
-# (``WindowView._aim``): each shows the other key's use before we spend it.
-_ROUND_TRIPS = 20
 
 
 class WindowView:
@@ -92,7 +79,6 @@ class WindowView:
         self.available = 0
         self.reset_at: float | None = None  # latest possible end of the current window
         self._end_lo: float | None = None  # earliest possible end of the current window
-        self._lo_proven = False  # _end_lo bounds the end closely, not just "after our send"
         self._passed: tuple[float, float] | None = None  # bounds of the window we rolled past
         self._whole_len = 0.0  # longest integral reset seen: a whole-second window's length
         self._window_len = 0.0  # longest reset seen: the window's length, at least
@@ -195,38 +181,15 @@ class WindowView:
             return now
         if self._last_sent < self._rolled_at:
             return now  # the first of the window: as if spread from the roll by the last one
-        end, proven = self._aim(now)
-        # A request counts when it arrives, and the last one should be answered in the window.
+        end = self.reset_at
+        if end is None:  # rolled, no report of the new window yet: it ends a window on
+            end = (self._passed[1] if self._passed else now) + self._window_len
+        # The latest end lies up to a round trip after the real one (the reset is counted from
+        # when the server handled a request we read an answer of later), and a request counts
+        # when it arrives: aimed at the latest end, 2.5% of each window went unused (measured).
         end -= self._rtt + _MARGIN
-        if proven and now >= end:
-            # Late for the earliest end: the window may end at any moment, so one at a time,
-            # each answer telling whether it still runs (a burst of what a stale budget said
-            # was left: 429s for a tenth of the requests, measured).
-            return math.inf if self._in_flight else now
         start = self._last_sent
         return max(now, start + max(0.0, end - start) / (self.available + 1))
-
-    def _aim(self, now: float) -> tuple[float, bool]:
-        """The end a shared window's spread aims at, and whether it is proven (the earliest
-        end, once a window before has bounded it), else the latest end. Aimed at the latest
-        end (up to a round trip per roll late, since the first), the last sends met a window
-        already over: 6-14 of 200 unused in window 1 and in each window after one key ran
-        out of items (the ``shared`` fan-out: 0.909 of the rate)."""
-        length = self._window_len
-        if self.reset_at is None:  # rolled, no report of the new window yet: a window on
-            if self._passed is None:
-                return now + length, False
-            lo, hi = (bound + length for bound in self._passed)
-        elif self._lo_proven and self._end_lo is not None:
-            lo, hi = self._end_lo, self.reset_at
-        else:
-            return self.reset_at, False
-        # The roll comes at the latest end, so only ``length - (hi - lo)`` of the window surely
-        # lies before its end. Too few round trips for the other's use to show in our reports
-        # (two keys in 0.1 s at 25 ms each: 10% 429s), aim between the bounds: the sends there
-        # prove the end or raise ``lo``.
-        sure = length - (hi - lo)
-        return (lo if sure >= _ROUND_TRIPS * self._rtt else (lo + hi) / 2), True
 
     def _known_end(self, info: RateLimitInfo | None, now: float, wait: float) -> float:
         """A 429's ``wait``, shorter if it is a rounded-up reset and the reports knew this
@@ -277,7 +240,6 @@ class WindowView:
         if self.reset_at is None or self._end_lo is None:
             if self._passed is None:  # the first report of all
                 self.available, self._end_lo, self.reset_at = fresh, lo, hi
-                self._lo_proven = not whole
                 return True
             passed_lo, passed_hi = self._passed
             if admitted and sent >= passed_hi and self.refills and not self.fixed:
@@ -301,7 +263,7 @@ class WindowView:
                     # earlier): it ends by passed_hi + its length, whatever this report's rounding.
                     hi = min(hi, passed_hi + self._whole_len + _MARGIN)
                 self._bound_window(hi - passed_lo)
-                self._end_lo, self.reset_at = self._carry_lo(lo, hi, passed_lo, whole), hi
+                self._end_lo, self.reset_at = lo, hi
                 return True
             return False  # maybe the passed window's
         if lo > self.reset_at:  # certainly a later window than ours
@@ -312,7 +274,6 @@ class WindowView:
             if self.refills and not self.fixed and self._moved_on >= _MOVED_ON:
                 self._not_fixed()
             self._bound_window(hi - self._end_lo)
-            lo = self._carry_lo(lo, hi, self._end_lo, whole)
             self.available, self._end_lo, self.reset_at = fresh, lo, hi
             self._forget_marks()  # the lows and others' count were of the window before
             return True
@@ -322,17 +283,6 @@ class WindowView:
             self._end_lo, self.reset_at = max(self._end_lo, lo), min(self.reset_at, hi)
             return True
         return False  # a stale report from an earlier window
-
-    def _carry_lo(self, lo: float, hi: float, passed_lo: float, whole: bool) -> float:
-        """The earliest end of a window after one that ended no earlier than ``passed_lo``.
-        A whole-second report's own ``lo`` says only "after our send" (``reset=1`` is anything
-        up to a second); but the window before ended at ``passed_lo`` or later, and this one
-        lasts the whole reset: so no earlier than ``passed_lo`` plus it (never past ``hi``)."""
-        if not whole:
-            self._lo_proven = True  # sent + reset: at most a round trip early
-            return lo
-        self._lo_proven = True
-        return min(hi, max(lo, passed_lo + self._whole_len))
 
     def _trusts_rolls(self) -> bool:
         """Rolls refill the window: seen to (``fixed``), or taken on trust for whole-second

@@ -11,7 +11,7 @@ thousands of creates meets almost no 429s:
 - The window's budget and end come from the reports (``pacer_window.WindowView``, the base
   class): never more than ``remaining`` allows, and a roll at the latest possible end, or
   sooner once a report proves the window ended. A window that others use too (their admissions
-  show in the reports) has its budget spread over the time left instead of sent at once.
+  show in the reports, ``pacer_shared``) has its budget spread over the time left instead.
 - A 429 pauses every request of the group until the reset the server asked for; repeated 429s
   that ask for (almost) nothing get a growing floor, ``ZERO_WAIT_FLOOR`` doubling per 429, so
   they do not turn into a burst.
@@ -26,26 +26,20 @@ thousands of creates meets almost no 429s:
   the server was seen to accept, not all at once. A shared window drops such a rate once
   honest reports show it mostly unused (it measured our share while another key drained it),
   unless a 429 came without the window's count.
-- ``aclose()`` fails every queued waiter at once (``Pacer.fail``): no task per wait.
-- A wait longer than ``max_wait`` (the client's ``max_retry_wait``) is not sat out: every
-  request waiting for it, queued or arriving later, raises ``RateLimitError`` with
-  ``.retry_after`` at once, until the wait has passed.
-
-Waiters are served first come, first served from a deque, with one timer for the next time-based
-wake-up, so 10,000 queued requests cost O(1) per grant; a cancelled waiter is skipped when reached.
+- Waiting for a turn, ``aclose()`` and ``max_wait``: ``pacer_queue.WaitQueue``, a base class.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import collections
 import logging
 import math
 from collections.abc import Callable
 
-from .adaptive import HiddenLimit, LearnedRate, too_long
+from .adaptive import HiddenLimit, LearnedRate
 from .cold_start import ColdStart
+from .pacer_queue import WaitQueue
 from .pacer_resume import EarlyEnd, rounded_up
 from .pacer_window import WindowView
 from .ratelimit import RateLimitInfo
@@ -59,12 +53,12 @@ _UNKNOWN_PAUSE = 1.0
 PROBE_PATIENCE = 1.0
 
 
-class Window(WindowView):
+class Window(WindowView, WaitQueue):
     """What we know of one endpoint group's rate-limit window, and the queue waiting on it."""
 
     def __init__(self, group: str, *, max_wait: float = math.inf) -> None:
-        super().__init__(group)
-        self.max_wait = max_wait
+        WindowView.__init__(self, group)
+        WaitQueue.__init__(self, max_wait)
         self.learned = LearnedRate()
         self.hidden = HiddenLimit()  # a stricter limit than announced, once a 429 showed one
         self.paused_until = 0.0
@@ -76,8 +70,6 @@ class Window(WindowView):
         self._seq = 0
         self._probe_at = 0.0  # when the last cold-start probe left
         self._early: EarlyEnd | None = None  # a whole-second pause that may end early
-        self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
-        self._timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return (
@@ -90,31 +82,6 @@ class Window(WindowView):
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def try_acquire(self) -> int | None:
-        """A ticket at once if the window allows one more request now, else None."""
-        if not self._waiters and self._can_send():
-            return self._grant()
-        return None
-
-    async def acquire(self) -> int:
-        """Wait until the window allows one more request; returns its ticket for :meth:`release`."""
-        if not self._waiters and self._can_send():
-            return self._grant()
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        # _wake, not just _schedule: the queue may be free to go already (a pause just ended
-        # and its timer has not run yet); arming nothing would leave it waiting forever.
-        self._wake()
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self.give_back(fut.result())  # granted, then cancelled before it could send
-            else:
-                self._wake()  # a cancelled waiter still queued is skipped when reached (O(1))
-            raise
-
-    @property
     def ramping(self) -> bool:
         """Before the server has said anything of its limit: the cold start's probe or ramp,
         which cap the requests in flight (the caller takes its turn here before a limiter's
@@ -260,13 +227,6 @@ class Window(WindowView):
         if i < len(self._in_flight) and self._in_flight[i] == ticket:
             del self._in_flight[i]
 
-    def _wake(self) -> None:
-        while self._waiters and (self._waiters[0].done() or self._can_send()):
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(self._grant())
-        self._schedule()
-
     def _schedule(self) -> None:
         """Arm one timer for the next moment time alone could unblock the queue."""
         if self._timer is not None:
@@ -319,30 +279,6 @@ class Window(WindowView):
         if self.refills and (self._trusts_rolls() or self._roll_probe):
             return now
         return self._slot_at(now)
-
-    def _refuse(self, wait: float) -> None:
-        """The queue would wait longer than ``max_wait``: every waiter raises now, with the wait."""
-        logger.debug("%s: the server asks for %.3fs, over max_wait: refusing", self.group, wait)
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_exception(too_long(wait, self.max_wait))
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._wake()
-
-    def fail(self, error: Callable[[], BaseException]) -> None:
-        """Every waiter raises an ``error()`` of its own now (the client was closed): so a
-        request awaits :meth:`acquire` directly, with no task for a close to cancel (as
-        ``slots.Slots.fail``)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_exception(error())
 
 
 class Pacer:

@@ -12,7 +12,7 @@ request was sent and answered:
   ``[sent + reset, answered + reset]``. Reports whose intervals overlap speak of the same window
   (and narrow it); one that starts after ours ends speaks of a later window; one that ends before
   ours starts is stale. We roll to a new window at the latest possible end, never early by the
-  bounds; sooner only on proof that it ended (see "Others' admissions").
+  bounds; sooner only on proof that it ended (``pacer_shared``'s "Others' admissions").
 - After a roll the whole limit is available again, less what is still in flight, until a report
   from the new window says more. Until a roll has been seen to refill (``fixed``), a roll with
   decimal resets lets out only the free slots (``held``) and one request more: a sliding
@@ -28,22 +28,8 @@ request was sent and answered:
   (A 0.5 s window that announces ``reset=1`` is taken at its word: half its rate, no 429s.)
 - Spent, with nothing in flight to report when it ends: the window is taken to end a whole
   window (the shortest gap seen between two ends) past the last known end.
-- Others' admissions (a second API key on the organisation's limit, another process with ours):
-  ours in a window number at most those answered (not 429) since its earliest possible start,
-  plus those in flight; a report counting more (``limit - remaining``) shows admissions not
-  ours. A later report of the same window counting more than the fewest seen in it shows
-  someone sending now, and the window is ``shared`` from then on. The very first report
-  cannot tell use from before (another program, earlier) from another key starting with us
-  (its probe): admissions not ours there spread that first window only. A shared window
-  sends the first request at its roll and then spreads what is left of the budget evenly
-  over the time left (its latest end, less a round trip), re-read from every report: the
-  other's use shows in our reports before we spend it, where a burst at each roll made two
-  keys send twice the limit into every window.
-  Looked for only once rolls are trusted (below): till then decimal resets do not tell the
-  window's length, so ours are undercounted (a lone token-bucket client seemed shared: 0.94).
-  And a shared window whose rolls are trusted rolls as soon as a report proves it ended: one
-  saying more is left than a report answered before its request left (a fixed window only goes
-  down), rather than waiting for the latest end (up to a second late for whole-second resets).
+- Others' admissions (another key, another process on the same limit) and the spread of a
+  shared window's budget: ``pacer_shared.SharedView``, this view's base class.
 
 Only ``loop.time()`` values are passed in, so tests drive it with a patched loop clock.
 """
@@ -51,29 +37,24 @@ Only ``loop.time()`` values are passed in, so tests drive it with a patched loop
 from __future__ import annotations
 
 import bisect
-import collections
 import logging
 
 from .held import Slots
+from .pacer_shared import _MARGIN, SharedView
 from .ratelimit import RateLimitInfo
 
 logger = logging.getLogger("close_async")
 
-# Resets are sent rounded (to microseconds, or less): roll this much later to stay on the safe side.
-_MARGIN = 0.002
 # Reports in a row, each of a later window than the last and each nearly spent, that show a
 # window is not fixed: a token bucket's first burst gives one per answer.
 _MOVED_ON = 3
-# Admissions not ours (ours are bounded from above exactly) that grew by this much within a
-# window: another consumer sending now (a second key on an organisation's limit). Growth, not
-# a count: use before our first request (another program, earlier) is no one sending now.
-_OTHERS = 1
 
 
-class WindowView:
+class WindowView(SharedView):
     """What the reports say of one group's window: its limit, budget and end bounds."""
 
     def __init__(self, group: str) -> None:
+        super().__init__()
         self.group = group
         self.limit: int | None = None
         self.available = 0
@@ -89,16 +70,6 @@ class WindowView:
         self._moved_on = 0  # reports in a row that spoke of a later window, nearly spent
         self._roll_probe = False  # a roll not yet trusted lets one go whatever the slots say
         self._in_flight: list[int] = []  # send sequence numbers, ascending
-        self.shared = False  # another consumer spends this window too: spread, not burst
-        self._first = True  # no report of the current window seen yet, ever
-        self._cold_shared = False  # the first report showed others: spread the first window
-        self._outcomes: collections.deque[float] = collections.deque()  # answer times, not 429
-        self._last_sent = 0.0  # the last send: spreading counts from it
-        self._rolled_at = 0.0  # the last roll
-        self._rtt = 0.0  # round trip of reports, smoothed: a shared window's last send leaves by
-        # (answered, remaining) of this window's reports, each lower than all before it
-        self._lows: list[tuple[float, int]] = []
-        self._others_fewest: int | None = None  # this window's fewest admissions not ours
 
     def _report(
         self, ticket: int, info: RateLimitInfo, sent: float, now: float, *, admitted: bool
@@ -124,72 +95,6 @@ class WindowView:
             before = bisect.bisect_left(self._in_flight, ticket)
             hold = self._window_len + _MARGIN
             self.slots.reported(now, hold, self.limit, remaining, before)
-
-    def _counted(self, now: float) -> None:
-        """One of ours was answered at ``now``, not with a 429: the server may have counted it
-        (a dropped connection too), in the window running then."""
-        self._outcomes.append(now)
-        if len(self._outcomes) > 4 * (self.limit or 0) + 8:
-            self._outcomes.popleft()  # more than a window holds: too old to matter
-
-    def _spot_others(self, info: RateLimitInfo, now: float) -> None:
-        """A report of the current window counted more admissions than all of ours it could
-        have counted (answered since the window's earliest possible start, or in flight):
-        another consumer spends this limit, from now on spread the budget (``_spread_at``)."""
-        if not info.limit or info.remaining is None or self._end_lo is None:
-            return
-        length = max(self._window_len, self._whole_len, self._window_max or 0.0)
-        start = self._end_lo - length - _MARGIN
-        outcomes = self._outcomes
-        while outcomes and outcomes[0] < start - length:
-            outcomes.popleft()
-        ours = len(outcomes) - bisect.bisect_left(outcomes, start) + len(self._in_flight)
-        others = info.limit - info.remaining - ours
-        fewest = self._others_fewest
-        self._others_fewest = max(0, others if fewest is None else min(fewest, others))
-        first, self._first = self._first, False
-        if first and others >= _OTHERS:
-            self._cold_shared = True  # maybe another key's cold start: spread this window
-        if fewest is not None and others - max(0, fewest) >= _OTHERS:
-            self.shared = True  # more of theirs than an earlier report showed: they send now
-            logger.debug("%s: %d admissions not ours: shared; spreading", self.group, others)
-
-    def _forget_marks(self) -> None:
-        """A new window: its lows and its fewest admissions not ours start afresh."""
-        self._lows = []
-        self._others_fewest = None
-
-    def _ended_before(self, now: float) -> None:
-        """A shared window's report shows more left than one answered before its request left:
-        a fixed window only goes down, so it ended before this answer. Roll now: the latest end
-        of whole-second resets lies up to a second late, and spreading towards it (sending
-        nothing into the window's first part after the real end) never learns better; 120 ms
-        late, measured, so a key left alone lost a tenth of its last window."""
-        if not (self.shared and self.refills and self._trusts_rolls()):
-            return
-        if self.reset_at is not None and now < self.reset_at:
-            self.reset_at = now
-            self._end_lo = min(self._end_lo or now, now)
-            self._header_allows(now)
-
-    def _spread_at(self, now: float) -> float:
-        """When the next request may leave a shared window (``now``: at once). What is left
-        of the budget is spread evenly over the time left, so that another consumer's use shows
-        in our reports before we spend it: all of it at the roll, each of two keys would spend
-        the whole limit (2x it reaches the server)."""
-        if not (self.shared or self._cold_shared) or not self.refills or self.available <= 0:
-            return now
-        if self._last_sent < self._rolled_at:
-            return now  # the first of the window: as if spread from the roll by the last one
-        end = self.reset_at
-        if end is None:  # rolled, no report of the new window yet: it ends a window on
-            end = (self._passed[1] if self._passed else now) + self._window_len
-        # The latest end lies up to a round trip after the real one (the reset is counted from
-        # when the server handled a request we read an answer of later), and a request counts
-        # when it arrives: aimed at the latest end, 2.5% of each window went unused (measured).
-        end -= self._rtt + _MARGIN
-        start = self._last_sent
-        return max(now, start + max(0.0, end - start) / (self.available + 1))
 
     def _known_end(self, info: RateLimitInfo | None, now: float, wait: float) -> float:
         """A 429's ``wait``, shorter if it is a rounded-up reset and the reports knew this

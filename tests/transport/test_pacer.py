@@ -17,7 +17,7 @@ import pytest
 
 from close_async._transport.cold_start import START
 from close_async._transport.pacer import _UNKNOWN_PAUSE, PROBE_PATIENCE, Pacer, Window
-from close_async._transport.pacer_window import _MARGIN
+from close_async._transport.pacer_shared import _MARGIN
 from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import FakeClock
 from tests.support.pacer import (

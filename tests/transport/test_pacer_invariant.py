@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from close_async._transport import pacer as _pacer
-from close_async._transport import pacer_window as _pacer_window
+from close_async._transport import pacer_shared as _pacer_shared
 from close_async._transport.pacer import Window
 from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import T0, FakeClock
@@ -41,7 +41,7 @@ async def test_a_spent_window_with_nothing_in_flight_and_no_token_still_wakes_it
         await clock.advance(1.6)
         probe = await w.acquire()  # headers appear: 10 per 1 s window
         w.release(probe, report(9, 1.0), status=200, pause=None)
-        await clock.advance(1.0 + 2 * _pacer_window._MARGIN)  # the window rolls: 10 available
+        await clock.advance(1.0 + 2 * _pacer_shared._MARGIN)  # the window rolls: 10 available
         waiters = [spawn(w.acquire()) for _ in range(11)]
         answered: set[int] = set()
         for _ in range(200):  # every grant's request fails without a response, at once

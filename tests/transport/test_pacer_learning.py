@@ -24,7 +24,7 @@ from close_async._transport.adaptive import (
     LearnedRate,
 )
 from close_async._transport.pacer import Window
-from close_async._transport.pacer_window import _MARGIN
+from close_async._transport.pacer_shared import _MARGIN
 from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import T0, FakeClock
 from tests.support.pacer import (

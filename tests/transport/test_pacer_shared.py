@@ -1,5 +1,5 @@
 """A limit shared with another consumer (a second API key on the organisation's limit): the
-rules of pacer_window's "Others' admissions" section, on the fake loop clock."""
+rules of pacer_shared's "Others' admissions" section, on the fake loop clock."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from close_async._transport.pacer import Window
-from close_async._transport.pacer_window import _MARGIN
+from close_async._transport.pacer_shared import _MARGIN
 from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import FakeClock
 from tests.support.pacer import (

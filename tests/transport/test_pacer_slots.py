@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from close_async._transport.pacer import Window
-from close_async._transport.pacer_window import _MARGIN
+from close_async._transport.pacer_shared import _MARGIN
 from tests.support.clock import T0, FakeClock
 from tests.support.pacer import admitted_at, cancel_all, granted, learned, queue_up, report
 

@@ -1,7 +1,7 @@
 """The checks' pass over a CSV file: how many rows it has, and the first whose bytes are not
 in its encoding, read the quick way when the file allows it.
 
-``scan_csv`` counts what ``rows.read_rows(path, encoding, items=False, digests=False)`` would
+``scan_csv`` counts what ``rows.read_rows(path, encoding, items=False, digest=None)`` would
 yield, without a ``Row`` a row: a text whose lines are each one row (no NUL, lone CR or bad
 byte, quotes that open and close cells within a line: ``_one_line_rows``) is counted by its
 newlines, in C; anything else goes through the csv module, as ``read_rows`` reads it.
@@ -20,7 +20,7 @@ from .rows import _UNDECODABLE, ESCAPE, Row, _bad_text
 
 def scan_csv(path: Path, encoding: str) -> tuple[int, int, Row | None]:
     """``(rows, last line, the first row whose bytes are not in the encoding)`` of a CSV file: what
-    ``read_rows(path, encoding, items=False, digests=False)`` would count and find, without a
+    ``read_rows(path, encoding, items=False, digest=None)`` would count and find, without a
     ``Row`` and a generator step per row (the checks' pass of a first run). A file with no NUL,
     lone CR or bad byte, whose quotes open and close cells within a line, is counted by its
     lines, without the csv module (0.4 us a row against 1.6, timed: the csv module's parse

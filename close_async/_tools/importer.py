@@ -127,7 +127,7 @@ async def run_import(
     def to_send() -> Iterator[CreateOpportunity]:
         # No journal: no digest is ever written or compared.
         digest = journal.row_digest if journal is not None else None
-        for row in read_rows(path, codec, creates=True, digests=digest is not None, digest=digest):
+        for row in read_rows(path, codec, creates=True, digest=digest):
             if summary.stopped is not None or (stop is not None and stop.reason is not None):
                 return
             summary.rows += 1

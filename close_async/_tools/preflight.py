@@ -93,8 +93,8 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
     digests = journal is not None and any(journal.states)
     known: set[str] = set()  # JSON Lines keys already found known: each checked once
     if digests or path.suffix.lower() != ".csv":
-        hashing = journal.row_digest if journal is not None else None
-        found = read_rows(path, codec, items=False, digests=digests, digest=hashing)  # JSONL: keys
+        hashing = journal.row_digest if digests and journal is not None else None
+        found = read_rows(path, codec, items=False, digest=hashing)  # JSONL: for its keys
     else:  # a first run's CSV: counted, its text checked, no Row a row (3 us a row, now 1)
         rows, last_line, bad = scan_csv(path, codec)
         found = iter(() if bad is None else (bad,))

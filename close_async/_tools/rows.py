@@ -81,38 +81,6 @@ def resolve_encoding(path: Path, encoding: str | None = None) -> str:
     return encoding or "utf-8-sig"  # -sig: harmless without a BOM
 
 
-def read_rows(
-    path: Path,
-    encoding: str = "utf-8-sig",
-    *,
-    items: bool = True,
-    digests: bool = True,
-    digest: Digest | None = None,
-    creates: bool = False,
-) -> Iterator[Row]:
-    """Rows of a ``.csv`` file (by extension) or of a JSON Lines file (anything else).
-    ``items=False``: CSV rows get their line, digest and text errors only (a quicker pass).
-    ``digests=False``: no digest (0): the checks' pass against a journal with no rows.
-    ``digest``: how each row's text is digested (the journal's ``row_digest``; by default
-    ``DIGESTS[DIGEST_VERSION]``, a new journal's).
-    ``creates``: a CSV row's item is its ``CreateOpportunity`` already when it is the usual
-    row (``import_build.from_cells``), else the dict, as without it (the import's send pass)."""
-    hashing = (digest or DIGESTS[DIGEST_VERSION]) if digests else None
-    if path.suffix.lower() == ".csv":
-        yield from _csv_rows(path, encoding, items, hashing, creates)
-    else:
-        yield from _jsonl_rows(path, encoding, hashing)
-
-
-def read_header(path: Path, encoding: str) -> list[str] | None:
-    with path.open(encoding=encoding, errors=ESCAPE, newline="") as f:
-        try:
-            header = next(csv.reader(f), None)
-        except csv.Error:
-            return None
-    return None if header is None else [c.strip() for c in header]
-
-
 Digest = Callable[[str], int]
 
 
@@ -136,6 +104,35 @@ def digest_crc(text: str) -> int:
 #: Each journal format's row digest (``Journal.row_digest``); new journals: ``DIGEST_VERSION``.
 DIGESTS: dict[int, Digest] = {1: digest_sha256, 2: digest_crc}
 DIGEST_VERSION = 2
+
+
+def read_rows(
+    path: Path,
+    encoding: str = "utf-8-sig",
+    *,
+    items: bool = True,
+    digest: Digest | None = DIGESTS[DIGEST_VERSION],
+    creates: bool = False,
+) -> Iterator[Row]:
+    """Rows of a ``.csv`` file (by extension) or of a JSON Lines file (anything else).
+    ``items=False``: CSV rows get their line, digest and text errors only (a quicker pass).
+    ``digest``: how each row's text is digested (the journal's ``row_digest``; by default a new
+    journal's); ``None``: no digest (0), as for the checks' pass against a journal with no rows.
+    ``creates``: a CSV row's item is its ``CreateOpportunity`` already when it is the usual
+    row (``import_build.from_cells``), else the dict, as without it (the import's send pass)."""
+    if path.suffix.lower() == ".csv":
+        yield from _csv_rows(path, encoding, items, digest, creates)
+    else:
+        yield from _jsonl_rows(path, encoding, digest)
+
+
+def read_header(path: Path, encoding: str) -> list[str] | None:
+    with path.open(encoding=encoding, errors=ESCAPE, newline="") as f:
+        try:
+            header = next(csv.reader(f), None)
+        except csv.Error:
+            return None
+    return None if header is None else [c.strip() for c in header]
 
 
 def _bad_text(text: str, encoding: str) -> InvalidInputError | None:

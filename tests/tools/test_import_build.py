@@ -132,7 +132,7 @@ def _csv(tmp_path: Path, text: str, encoding: str = "utf-8") -> Path:
 )
 def test_scan_csv_counts_and_finds_what_reading_the_rows_does(tmp_path: Path, text: str) -> None:
     path = _csv(tmp_path, text)
-    rows = list(read_rows(path, items=False, digests=False))
+    rows = list(read_rows(path, items=False, digest=None))
     bad = next((r for r in rows if r.error and r.error.reason.startswith(ENCODING_ERROR)), None)
     count, last, found = scan_csv(path, "utf-8-sig")
     if bad is None:
@@ -230,7 +230,7 @@ def test_scan_csv_counts_any_text_as_reading_its_rows_does(
     tmp_path_factory: pytest.TempPathFactory, parts: list[str], chunk: int
 ) -> None:
     path = _csv(tmp_path_factory.mktemp("scan"), "".join(parts))
-    rows = list(read_rows(path, items=False, digests=False))
+    rows = list(read_rows(path, items=False, digest=None))
     bad = next((r for r in rows if r.error and r.error.reason.startswith(ENCODING_ERROR)), None)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(csv_scan, "_CHUNK", chunk)
@@ -265,6 +265,6 @@ def test_a_long_line_ending_in_a_later_read_goes_to_the_csv_module(tmp_path: Pat
     path = tmp_path / "in.csv"
     header = "note" + " " * (65534 - 1 - 4)
     path.write_text(header + "\n" + " " * 131_073 + "\n", encoding="utf-8")
-    old = sum(1 for _ in read_rows(path, "utf-8-sig", items=False, digests=False))
+    old = sum(1 for _ in read_rows(path, "utf-8-sig", items=False, digest=None))
     assert old == 1
     assert check_input(path) == old

@@ -65,9 +65,10 @@ class RequestBody(aiohttp.BytesPayload):
     """The request body, which records whether it was written and refuses a dying connection.
 
     aiohttp writes the headers together with the body (3.12+), or the headers alone first
-    (3.10/3.11: a server cannot act on a request whose body it lacks). So "sent" is set just
-    before the body is handed to the transport, never after a refusal, and ``on_write`` is
-    told at that moment (the import's journal learns "it left" from here, nowhere else)."""
+    (3.10/3.11: a server cannot act on a request whose body it lacks, but it can on a body-less
+    one, which is then sent). So "sent" is set just before the body is handed to the
+    transport, never after a refusal, and ``on_write`` is told at that moment (the import's
+    journal learns "it left" from here, nowhere else)."""
 
     def __init__(
         self, value: bytes, keepalive: KeepAlive, on_write: Callable[[], None] | None = None
@@ -86,7 +87,12 @@ class RequestBody(aiohttp.BytesPayload):
         self, writer: AbstractStreamWriter, content_length: int | None
     ) -> None:
         protocol = getattr(writer, "protocol", None)
-        if protocol is not None:
+        # A body-less request (a DELETE) whose headers already left (aiohttp 3.10/3.11 writes
+        # them first; 3.12+ holds them for the body: ``_headers_written``) is whole on the
+        # wire: the server may act on it, so it is sent, whatever its connection looks like.
+        # Refusing it here re-sent a DELETE the server had done (a 404 on the floors' CI cell).
+        whole = not self._value and getattr(writer, "_headers_written", True)
+        if protocol is not None and not whole:
             deadline = self.keepalive.deadline(protocol)
             # Only a pooled connection is "stale" (re-sent at once, on another): a new one that
             # is already closing is a server refusing us, which waits for the backoff.

@@ -105,12 +105,24 @@ async def run_import(
         if summary.stopped is None:
             summary.stopped, summary.stop_code = reason, code
 
+    def created(row: int, id: str) -> None:
+        """``note(row, DONE, id=id)``: the usual outcome, the short way (no keywords)."""
+        if journal is not None and not dry_run:
+            try:
+                journal.created(row, id)
+            except JournalWriteError as exc:
+                halt(str(exc), EXIT_JOURNAL)
+                summary.unrecorded.append((row, f"{DONE} {id}"))
+        if output is not None:
+            output.write(_encoder.encode({"row": row, "state": DONE, "id": id}).decode() + "\n")
+
     def note(row: int, state: str, **fields: Any) -> None:
+        if state == DONE and len(fields) == 1 and "id" in fields:
+            created(row, fields["id"])
+            return
         if journal is not None and not dry_run:
             try:  # outcomes: written a batch at a time (one write() with the next "sending")
-                if state == DONE and len(fields) == 1:
-                    journal.created(row, fields["id"])
-                elif state == "waiting":
+                if state == "waiting":
                     journal.record(row, state, **fields)
                 else:
                     journal.outcome(row, state, **fields)
@@ -153,8 +165,9 @@ async def run_import(
             elif row.error is not None or row.item is None:
                 _fail(row, row.error)
             else:
-                try:
-                    create = build(row.item)  # validated before anything is sent
+                try:  # validated before anything is sent (a CSV row's, as it was read)
+                    read = row.item
+                    create = read if read.__class__ is CreateOpportunity else build(read)
                 except (InvalidInputError, TypeError, ValueError, RecursionError) as exc:
                     _fail(row, exc if isinstance(exc, InvalidInputError) else None, repr(exc))
                     continue
@@ -242,7 +255,7 @@ async def run_import(
             if isinstance(result, Opportunity) and summary.stopped is None:  # the usual case
                 failures = 0
                 summary.created += 1
-                note(row.line, DONE, id=result.id)
+                created(row.line, result.id)
             elif not account(row, result):
                 continue
             if tracker is not None and tracker.error is not None:

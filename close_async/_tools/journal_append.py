@@ -114,7 +114,11 @@ class Appender:
         if self.broken is not None:
             raise self.refusal(self.broken)
         try:
-            self._write_all(data)
+            written = os.write(self._fd, data)  # the usual: all of it at once
+            if written != len(data):
+                self._write_all(data, written)
+            self._torn = False
+            self._unsent = b""
         except OSError as exc:
             if not (is_disk_full(exc) and self._reserve.exists()):
                 self._fail(exc)
@@ -134,17 +138,17 @@ class Appender:
         """The error of a record this journal cannot take, because of ``problem``."""
         return JournalWriteError(f"cannot write the journal {self.path}: {problem}")
 
-    def _write_all(self, data: bytes) -> None:
-        while data:
+    def _write_all(self, data: bytes, written: int = 0) -> None:
+        """Write the rest of ``data``, ``written`` bytes of it already written."""
+        while written != len(data):
+            if written:
+                data = self._unsent = data[written:]
+                self._torn = True  # part of a line is on disk: the next line starts fresh
             # A write that fails writes nothing (a regular file: what fits comes back as a short
             # count first), so ``_unsent`` and ``_torn`` stay true when this raises.
             written = os.write(self._fd, data)
-            if written == len(data):  # the usual: all of it at once
-                self._torn = False
-                self._unsent = b""
-                return
-            data = self._unsent = data[written:]
-            self._torn = True  # part of a line is on disk: the next line starts fresh
+        self._torn = False
+        self._unsent = b""
 
 
 class _Outcome(msgspec.Struct):

@@ -22,6 +22,7 @@ from .._exceptions import CloseError
 from ..models import CreateOpportunity
 from .csv_scan import scan_csv
 from .journal import Journal
+from .jsonl_scan import scan_jsonl
 from .rows import (
     ENCODING_ERROR,
     digest_sha256,
@@ -92,11 +93,17 @@ def check_input(path: Path, *, encoding: str | None = None, journal: Journal | N
     # Digests are compared only with rows the journal recorded: none for a new journal.
     digests = journal is not None and any(journal.states)
     known: set[str] = set()  # JSON Lines keys already found known: each checked once
-    if digests or path.suffix.lower() != ".csv":
-        hashing = journal.row_digest if digests and journal is not None else None
+    if digests:
+        hashing = journal.row_digest if journal is not None else None
         found = read_rows(path, codec, items=False, digest=hashing)  # JSONL: for its keys
-    else:  # a first run's CSV: counted, its text checked, no Row a row (3 us a row, now 1)
+    elif path.suffix.lower() == ".csv":  # a first run's: counted, its text checked, no Row a row
         rows, last_line, bad = scan_csv(path, codec)
+        found = iter(() if bad is None else (bad,))
+    else:  # a first run's JSON Lines: counted, its text checked, its keys found, no Row a row
+        rows, last_line, bad, keys = scan_jsonl(path, codec)
+        for key, line in keys.items():
+            if key.__class__ is str and not _known(key):
+                unknown.setdefault(key, line)
         found = iter(() if bad is None else (bad,))
     for row in found:
         rows += 1

@@ -25,6 +25,11 @@ request was sent and answered:
   ``[sent + reset - 1, answered + reset]``, and we take windows to last the longest integral
   reset seen. The first report after a roll then ends the new window no later than the roll plus
   that length: the roll is never early, and it does not drift later by a round trip per window.
+  Nor earlier than the passed window's earliest end plus that length (``_carry_lo``): a
+  report's own ``reset=1`` says only "after our send", but the window before was seen running
+  until then. Only while no window has been seen shorter than that length (a window's end
+  bound to less than it after the earliest end of the one before): 1.5 s windows announce
+  ``reset=2``, and carried 2 s on their earliest end fell after the real one.
   (A 0.5 s window that announces ``reset=1`` is taken at its word: half its rate, no 429s.)
 - Spent, with nothing in flight to report when it ends: the window is taken to end a whole
   window (the shortest gap seen between two ends) past the last known end.
@@ -60,6 +65,8 @@ class WindowView(SharedView):
         self.available = 0
         self.reset_at: float | None = None  # latest possible end of the current window
         self._end_lo: float | None = None  # earliest possible end of the current window
+        self._lo_proven = False  # _end_lo bounds the end closely, not just "after our send"
+        self._whole_windows = True  # no two ends seen closer than _whole_len: carry it (below)
         self._passed: tuple[float, float] | None = None  # bounds of the window we rolled past
         self._whole_len = 0.0  # longest integral reset seen: a whole-second window's length
         self._window_len = 0.0  # longest reset seen: the window's length, at least
@@ -145,6 +152,7 @@ class WindowView(SharedView):
         if self.reset_at is None or self._end_lo is None:
             if self._passed is None:  # the first report of all
                 self.available, self._end_lo, self.reset_at = fresh, lo, hi
+                self._lo_proven = not whole
                 return True
             passed_lo, passed_hi = self._passed
             if admitted and sent >= passed_hi and self.refills and not self.fixed:
@@ -168,7 +176,7 @@ class WindowView(SharedView):
                     # earlier): it ends by passed_hi + its length, whatever this report's rounding.
                     hi = min(hi, passed_hi + self._whole_len + _MARGIN)
                 self._bound_window(hi - passed_lo)
-                self._end_lo, self.reset_at = lo, hi
+                self._end_lo, self.reset_at = self._carry_lo(lo, hi, passed_lo, whole), hi
                 return True
             return False  # maybe the passed window's
         if lo > self.reset_at:  # certainly a later window than ours
@@ -179,6 +187,7 @@ class WindowView(SharedView):
             if self.refills and not self.fixed and self._moved_on >= _MOVED_ON:
                 self._not_fixed()
             self._bound_window(hi - self._end_lo)
+            lo = self._carry_lo(lo, hi, self._end_lo, whole)
             self.available, self._end_lo, self.reset_at = fresh, lo, hi
             self._forget_marks()  # the lows and others' count were of the window before
             return True
@@ -188,6 +197,29 @@ class WindowView(SharedView):
             self._end_lo, self.reset_at = max(self._end_lo, lo), min(self.reset_at, hi)
             return True
         return False  # a stale report from an earlier window
+
+    def _carry_lo(self, lo: float, hi: float, passed_lo: float, whole: bool) -> float:
+        """The earliest end of a window after one that ended no earlier than ``passed_lo``.
+        A whole-second report's own ``lo`` says only "after our send" (``reset=1`` is anything
+        up to a second); but the window before ended at ``passed_lo`` or later, and this one
+        lasts the whole reset: so no earlier than ``passed_lo`` plus it (never past ``hi``).
+        Only while no window has been seen shorter than that (``_shorter``): 1.5 s windows
+        announce ``reset=2``, and carried 2 s on from ``passed_lo`` their earliest end fell
+        after the real one (a key alone on a shared limit sent 27-31 of 40 in each window,
+        the rest after its end: test_pacer_shared_aim.py)."""
+        if not whole:
+            self._lo_proven = True  # sent + reset: at most a round trip early
+            return lo
+        self._shorter(hi, passed_lo)
+        self._lo_proven = self._whole_windows
+        return min(hi, max(lo, passed_lo + self._whole_len)) if self._whole_windows else lo
+
+    def _shorter(self, hi: float, passed_lo: float) -> None:
+        """A window ends by ``hi``, the one before it ended no earlier than ``passed_lo``: if
+        that is less than the longest integral reset, windows do not last it, and no earliest
+        end is carried a window on from then on (``_carry_lo``)."""
+        if self._whole_len and hi - passed_lo < self._whole_len - _MARGIN:
+            self._whole_windows = False
 
     def _trusts_rolls(self) -> bool:
         """Rolls refill the window: seen to (``fixed``), or taken on trust for whole-second
@@ -212,6 +244,8 @@ class WindowView(SharedView):
             self._rolled_at = now  # a shared window's first request goes at its roll
             self._cold_shared = False
             self._forget_marks()
+            if self._passed is not None:  # every report's bound of this end, and the last's
+                self._shorter(self.reset_at, self._passed[0])
             self._passed = (self._end_lo or self.reset_at, self.reset_at)
             self.reset_at = self._end_lo = None
         elif self.reset_at is None and not self._in_flight and self.available <= 0:

@@ -19,6 +19,7 @@ The count's ratio is what the rows/s ratio at 0 ms would be if the client's CPU 
 ``write()`` of the journal, the sockets) is not counted: user-space instructions only.
 
     python benchmarks/import_count.py              # 1,000 rows, three counts, ~3 min
+    python benchmarks/import_count.py --modes csv,jsonl --repeat 5   # medians of 5 rounds
     python benchmarks/import_count.py --quick      # CI smoke: no valgrind, process_time, 200 rows
 """
 
@@ -26,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gc
+import statistics
 import sys
 import tempfile
 import time
@@ -90,6 +93,9 @@ def main() -> int:
         default=",".join(MODES),
         help="comma-separated modes (default: all; create_many always): " + ", ".join(MODES),
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every mode, in turn; medians (1)"
+    )
     parser.add_argument("--child", nargs=4, metavar=("MODE", "FILE", "J", "URL"), help="(internal)")
     parser.add_argument("--handshake", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -101,6 +107,7 @@ def main() -> int:
     rows = 200 if args.quick else args.rows
     unit = "instructions" if counted else "CPU µs (process_time, not counted)"
     per_row: dict[str, float] = {}
+    runs: dict[str, list[float]] = collections.defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="import-count-") as tmp:
         csv_path, jsonl_path = Path(tmp, "rows.csv"), Path(tmp, "rows.jsonl")
         write_rows(csv_path, rows)
@@ -109,38 +116,56 @@ def main() -> int:
         wanted = set(args.modes.split(",")) | {"create_many"}
         modes = [mode for mode in MODES if mode in wanted]
         try:
-            for mode in modes:
-                source = jsonl_path if mode == "jsonl" else csv_path
-                journal = Path(tmp, f"{mode}.journal")
-                command = [sys.executable, __file__, "--child", mode, str(source), str(journal)]
-                command.append(server.base_url)
-                if counted:
-                    per_row[mode] = counting.instructions([*command, "--handshake"]) / rows
-                else:
-                    seconds = asyncio.run(
-                        child(mode, source, journal, server.base_url, handshake=False)
-                    )
-                    per_row[mode] = seconds / rows * 1e6
-                print(f"  {mode}: {per_row[mode]:,.0f} {unit} per row", file=sys.stderr)
+            for _ in range(args.repeat):  # the modes in turn, each round: load moves them alike
+                for mode in modes:
+                    source = jsonl_path if mode == "jsonl" else csv_path
+                    journal = Path(tmp, f"{mode}.journal")
+                    journal.unlink(missing_ok=True)
+                    command = [sys.executable, __file__, "--child", mode, str(source), str(journal)]
+                    command.append(server.base_url)
+                    if counted:
+                        count = counting.instructions([*command, "--handshake"]) / rows
+                    else:
+                        seconds = asyncio.run(
+                            child(mode, source, journal, server.base_url, handshake=False)
+                        )
+                        count = seconds / rows * 1e6
+                    runs[mode].append(count)
+                    print(f"  {mode}: {count:,.0f} {unit} per row", file=sys.stderr)
         finally:
             server.stop()
+    per_row = {mode: statistics.median(runs[mode]) for mode in modes}
     base = per_row["create_many"]
     ratios = {mode: base / per_row[mode] for mode in modes[1:]}
+    rounds = {  # each round's ratio, against that round's create_many
+        mode: [b / c for b, c in zip(runs["create_many"], runs[mode], strict=True)]
+        for mode in modes[1:]
+    }
     imports = [mode for mode in ("csv", "jsonl") if mode in ratios]
-    print(f"| mode | client {unit} per row | beyond create_many | create_many / this |")
-    print("|---|--:|--:|--:|")
+    many = f" (median of {args.repeat})" if args.repeat > 1 else ""
+    print(f"| mode | client {unit} per row{many} | beyond create_many | create_many / this |"
+          " each round's ratio |")  # fmt: skip
+    print("|---|--:|--:|--:|---|")
     for mode in modes:
         extra = "" if mode == "create_many" else f"{per_row[mode] - base:+,.0f}"
         ratio = "1.000" if mode == "create_many" else f"{ratios[mode]:.3f}"
-        print(f"| {mode} | {per_row[mode]:,.0f} | {extra} | {ratio} |")
+        each = ", ".join(f"{r:.3f}" for r in rounds.get(mode, []))
+        print(f"| {mode} | {per_row[mode]:,.0f} | {extra} | {ratio} | {each} |")
     met = all(ratios[mode] >= TARGET for mode in imports)
     print(f"target: import >= {TARGET}x create_many (client CPU): {'met' if met else 'NOT met'}")
     if args.json:
         report: dict[str, Any] = {
             "benchmark": "import_count",
             "machine": machine_info(),
-            "params": {"rows": rows, "quick": args.quick, "counted": counted, "unit": unit},
+            "params": {
+                "rows": rows,
+                "quick": args.quick,
+                "counted": counted,
+                "unit": unit,
+                "repeat": args.repeat,
+            },
             "per_row": per_row,
+            "runs": runs,
             "ratios": ratios,
             "target_met": met,
         }

@@ -17,6 +17,7 @@ names come from this module's own tables, custom field ids are constants (``N<k>
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -32,6 +33,9 @@ SCALARS = frozenset({str, int, bool, type(None)})  # nothing inside them to chec
 PERIODS = frozenset(VALUE_PERIODS)
 CUSTOM_ID = CUSTOM_PREFIX + "cf_"  # "custom.cf_": a key of custom, "cf_" and at least one more
 CUSTOM_LEN = len(CUSTOM_PREFIX)
+# What msgspec renames no field to: '"', '\\', a control character (ValueError), a lone surrogate
+# (UnicodeEncodeError). A key with one gets no typed field; such a line is read untyped.
+_UNNAMEABLE = re.compile('[\x00-\x1f"\\\\\ud800-\udfff]').search
 _decode = msgspec.json.Decoder().decode
 
 CsvPlan = Callable[[list[str]], "CreateOpportunity | None"]
@@ -183,6 +187,11 @@ _CUSTOM_FIELD = (
 )
 
 
+def nameable(key: str) -> bool:
+    """Whether msgspec can rename a Struct's field to ``key`` (``defstruct(rename=...)``)."""
+    return _UNNAMEABLE(key) is None
+
+
 class LineShape(NamedTuple):
     """How to build a JSON Lines row whose keys are all among ``keys`` (``compile_line``)."""
 
@@ -207,7 +216,7 @@ def compile_line(keys: Iterable[str]) -> LineShape | None:
         if key in _TYPES:
             fields.append((f"f{k}", _TYPES[key] | None | msgspec.UnsetType, msgspec.UNSET))
             body.append(_FIELD.format(k=k, key=key))
-        elif key.startswith(CUSTOM_ID) and len(key) > len(CUSTOM_ID):
+        elif key.startswith(CUSTOM_ID) and len(key) > len(CUSTOM_ID) and nameable(key):
             fields.append((f"f{k}", Any, msgspec.UNSET))
             names[f"K{k}"], names[f"N{k}"] = key, key[CUSTOM_LEN:]
             body.append(_CUSTOM_FIELD.format(k=k))

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from .import_codegen import nameable
 from .rows import ENCODING_ERROR, ESCAPE, Row, _bad_text
 
 _decode = msgspec.json.Decoder().decode
@@ -64,8 +65,9 @@ def scan_jsonl(path: Path, encoding: str) -> tuple[int, int, Row | None, dict[An
 
 def _keys_decoder(keys: dict[Any, int]) -> Callable[[str], object]:
     """A decoder of objects whose keys are all among ``keys`` (strings), refusing any other:
-    their values are skipped over (``msgspec.Raw``), not built."""
-    names = [key for key in keys if key.__class__ is str]
+    their values are skipped over (``msgspec.Raw``), not built. A key no field can be named
+    (``nameable``) is left out: a line with it is decoded whole, its keys found that way."""
+    names = [key for key in keys if key.__class__ is str and nameable(key)]
     line_type = msgspec.defstruct(
         "Keys",
         [(f"f{k}", msgspec.Raw, msgspec.UNSET) for k in range(len(names))],

@@ -113,3 +113,15 @@ def test_past_max_shapes_a_dict_is_walked(monkeypatch: pytest.MonkeyPatch) -> No
         {"lead_id": "lead_a", "custom.cf_x": [1]}
     )
     assert import_build._builders == {}
+
+
+@pytest.mark.parametrize("key", ['custom.cf_a"b', "custom.cf_\\", "custom.cf_\n", "custom.cf_\x00"])
+def test_a_custom_key_msgspec_cannot_name_a_field_is_read_untyped(tmp_path: Path, key: str) -> None:
+    # msgspec renames no field to such a name (it raised ValueError mid-read): no typed shape
+    assert compile_line(["note", key]) is None
+    assert compile_line(["custom.cf_\ud800"]) is None  # UnicodeEncodeError (no file has it)
+    path = tmp_path / "rows.jsonl"
+    line = json.dumps({"note": "a", key: 1})
+    path.write_text(f'{{"note": "a"}}\n{line}\n{line}\n', encoding="utf-8")
+    items = [row.item for row in read_rows(path, creates=True)]
+    assert items[1:] == [{"note": "a", key: 1}] * 2

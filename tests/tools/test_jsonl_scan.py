@@ -55,3 +55,13 @@ def test_scan_jsonl_finds_the_rows_and_keys_reading_the_rows_finds(
         rows, last, bad, keys = scan_jsonl(path, "utf-8-sig")
     found = None if bad is None else (bad.line, str(bad.error))
     assert (rows, last, found, keys) == _expected(path)
+
+
+@pytest.mark.parametrize("key", ['a"b', "a\\b", "a\nb", "custom.cf_\x00", "custom.cf_\x1f"])
+def test_a_key_msgspec_cannot_name_a_field_is_found_not_raised(tmp_path: Path, key: str) -> None:
+    # msgspec renames no field to a name with '"', '\\' or a control character: the known-keys
+    # decoder leaves such a key out (it raised ValueError: check_input's traceback)
+    path = tmp_path / "rows.jsonl"
+    line = json.dumps({"note": "a", key: 1})
+    path.write_text(f'{{"note": "a"}}\n{line}\n{line}\n{{"x": 2}}\n', encoding="utf-8")
+    assert scan_jsonl(path, "utf-8") == (4, 4, None, {"note": 1, key: 2, "x": 4})

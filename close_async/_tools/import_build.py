@@ -24,6 +24,7 @@ from ..models import CreateOpportunity
 from .import_codegen import (
     CUSTOM_ID,
     CUSTOM_LEN,
+    MAX_KEYS,
     PERIODS,
     SCALARS,
     CsvPlan,
@@ -58,7 +59,7 @@ def build(item: Item) -> CreateOpportunity:
     keys = tuple(item)
     builder = _builders.get(keys)
     if builder is None:
-        if len(_builders) >= MAX_SHAPES:
+        if len(_builders) >= MAX_SHAPES or len(keys) > MAX_KEYS:
             return walk(item)
         builder = _builders[keys] = compile_keys(keys)
     return builder(item)

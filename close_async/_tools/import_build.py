@@ -27,10 +27,8 @@ from .import_codegen import (
     MAX_KEYS,
     PERIODS,
     SCALARS,
-    CsvPlan,
     DictBuilder,
     blank,
-    compile_cells,
     compile_keys,
 )
 
@@ -104,14 +102,3 @@ def walk(item: Item) -> CreateOpportunity:
         setattr(create, key, value)
     create.custom = custom  # its own dict: the blank one's is shared
     return create
-
-
-def csv_plan(columns: list[str]) -> CsvPlan:
-    """The builder of the usual row of a CSV file with these columns (``import_codegen``)."""
-    return compile_cells(columns)
-
-
-def from_cells(plan: CsvPlan, cells: list[str]) -> CreateOpportunity | None:
-    """The usual CSV row's ``CreateOpportunity`` (``plan``: ``csv_plan`` of its header), or
-    None: anything else, for ``rows._csv_item`` and ``to_create`` to say what."""
-    return plan(cells)

@@ -55,7 +55,7 @@ _NAMESPACE: dict[str, Any] = {
     "check_json_value": check_json_value,
 }
 
-# A CSV column's cell ``{c}``, by the column (``_cell_code``). A cell the dict's way would
+# A CSV column's cell ``{c}``, by the column (``compile_cells``). A cell the dict's way would
 # refuse makes the row None.
 _TEXT = "    if {c}:\n        create.{name} = {c}\n"  # a non-empty string: what is asked
 _CELL = {

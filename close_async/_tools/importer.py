@@ -112,7 +112,7 @@ async def run_import(
                 journal.created(row, id)
             except JournalWriteError as exc:
                 halt(str(exc), EXIT_JOURNAL)
-                summary.unrecorded.append((row, f"{DONE} {id}"))
+                summary.unrecorded.append((row, f"{DONE} {id or ''}".strip()))
         if output is not None:
             output.write(_encoder.encode({"row": row, "state": DONE, "id": id}).decode() + "\n")
 

@@ -114,11 +114,12 @@ class Appender:
         if self.broken is not None:
             raise self.refusal(self.broken)
         try:
-            written = os.write(self._fd, data)  # the usual: all of it at once
-            if written != len(data):
+            written = os.write(self._fd, data)
+            if written == len(data):  # the usual: all of it at once
+                self._torn = False
+                self._unsent = b""
+            else:
                 self._write_all(data, written)
-            self._torn = False
-            self._unsent = b""
         except OSError as exc:
             if not (is_disk_full(exc) and self._reserve.exists()):
                 self._fail(exc)

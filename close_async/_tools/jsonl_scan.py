@@ -19,8 +19,8 @@ import msgspec
 
 from .import_codegen import nameable
 from .rows import ENCODING_ERROR, ESCAPE, Row, _bad_text
+from .rows import _decoder as decoder
 
-_decode = msgspec.json.Decoder().decode
 # Key sets a file's checks compile a decoder for (``_keys_decoder``); past them, every line untyped.
 _MAX_SHAPES = 16
 # Keys a decoder is compiled for: 0.2 s for 80,000 (16 of them: 3.2 s); past it, lines untyped.
@@ -53,7 +53,7 @@ def scan_jsonl(path: Path, encoding: str) -> tuple[int, int, Row | None, dict[An
                 except (msgspec.DecodeError, RecursionError):
                     pass  # another key, or not an object or not JSON: the untyped way
             try:
-                item = _decode(line)
+                item = decoder.decode(line)
             except (msgspec.DecodeError, RecursionError):
                 continue
             if item.__class__ is dict and not item.keys() <= keys.keys():

@@ -23,8 +23,7 @@ import msgspec
 from .._constants import CUSTOM_PREFIX
 from .._exceptions import InvalidInputError
 from ..models import CreateOpportunity
-from .import_build import csv_plan
-from .import_codegen import LineShape, compile_line
+from .import_codegen import LineShape, compile_cells, compile_line
 
 _decoder = msgspec.json.Decoder()
 _sha256 = hashlib.sha256
@@ -121,7 +120,7 @@ def read_rows(
     ``digest``: how each row's text is digested (the journal's ``row_digest``; by default a new
     journal's); ``None``: no digest (0), as for the checks' pass against a journal with no rows.
     ``creates``: a row's item is its ``CreateOpportunity`` already when it is the usual row
-    (a CSV row: ``import_build.from_cells``; a JSON Lines row whose keys an earlier row showed:
+    (a CSV row: ``import_codegen.compile_cells``; a JSON Lines row whose keys an earlier row showed:
     ``import_codegen.compile_line``), else the dict, as without it (the import's send pass)."""
     if path.suffix.lower() == ".csv":  # returned, not yielded from: no step more a row
         return _csv_rows(path, encoding, items, digest, creates)
@@ -213,8 +212,9 @@ def _csv_rows(
             header = None
         if header is None:
             return
-        plan = _plan([c.strip() for c in header])
-        built = csv_plan([c.strip() for c in header]) if creates else None
+        columns = [c.strip() for c in header]
+        plan = _plan(columns)
+        built = compile_cells(columns) if creates else None
         join = "\x1f".join
         while True:  # a for loop over the reader, but one that goes on after a csv.Error
             try:
@@ -228,7 +228,7 @@ def _csv_rows(
                     row = Row(reader.line_num, digest(text) if digest else 0, error=error)
                     if error is None and items:
                         if built is not None:
-                            row.item = built(cells)  # None: not the usual row (from_cells)
+                            row.item = built(cells)  # None: not the usual row
                             if row.item is not None:
                                 yield row
                                 continue

@@ -14,7 +14,8 @@ from close_async import InvalidInputError
 from close_async._resources.opportunities.requests import to_create
 from close_async._tools import csv_scan
 from close_async._tools.csv_scan import scan_csv
-from close_async._tools.import_build import build, csv_plan, from_cells
+from close_async._tools.import_build import build
+from close_async._tools.import_codegen import compile_cells
 from close_async._tools.preflight import check_input
 from close_async._tools.rows import ENCODING_ERROR, _csv_item, _plan, read_rows
 
@@ -176,7 +177,7 @@ _CELL = st.sampled_from(
 def test_a_csv_row_built_from_its_cells_is_what_its_dict_gives(
     columns: list[str], cells: list[str]
 ) -> None:
-    built = from_cells(csv_plan(columns), cells)
+    built = compile_cells(columns)(cells)
     try:
         expected = to_create(_csv_item(_plan(columns), cells))
     except (InvalidInputError, TypeError, ValueError):

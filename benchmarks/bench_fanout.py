@@ -98,8 +98,10 @@ class ServerThread:
         self.loop.close()
 
 
-async def reset(server: FakeCloseServer) -> None:
+async def reset(server: FakeCloseServer, offset: float = 0.0) -> None:
     server.reset()  # in the server's loop, between two of its requests
+    if offset:  # the fan-out starts this far into the server's first window
+        await asyncio.sleep(offset)
 
 
 def parse_faults(text: str | None) -> list[str]:
@@ -214,7 +216,7 @@ async def run_close_async(host: ServerThread, server: FakeCloseServer, name: str
             )
             for i in range(args.n)
         ]
-        await host.arun(reset(server))
+        await host.arun(reset(server, args.offset))
         injector = asyncio.run_coroutine_threadsafe(
             inject_faults(server, args.faults, args.n), host.loop
         )
@@ -247,7 +249,7 @@ def run_closeio(host: ServerThread, server: FakeCloseServer, name: str,
         data = {"lead_id": LEAD_ID, "value": 100 * (i + 1), "note": f"item-{i}"}
         return clients[i % len(clients)].post("opportunity", data=data)
 
-    host.run(reset(server))
+    host.run(reset(server, args.offset))
     injector = asyncio.run_coroutine_threadsafe(
         inject_faults(server, args.faults, args.n), host.loop
     )
@@ -329,6 +331,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON here")
     parser.add_argument("--stall-after", type=float, help="s; default 60 + 5 n / rate")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    parser.add_argument(
+        "--offset",
+        type=float,
+        default=0.0,
+        help="s: start each fan-out this far into the server's first window (live Close's "
+        "windows do not begin with your fan-out; default 0: they do)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.windows = 40, "0.1"

@@ -24,8 +24,8 @@ def whole(remaining: int, reset: float = 1.0, limit: int = 10) -> RateLimitInfo:
 async def rolled_into_window_1(clock: FakeClock, last: float) -> Window:
     """A shared window whose window 0 ran until ``t0 + last`` at least (a request sent then
     was counted in it), rolled into window 1 at its latest end (no proof of an earlier one),
-    7 left there after the first request: window 1 ends in ``[t0 + 1 + last, t0 + 2 + 2 M]``
-    (a whole-second window lasts 1 s), its latest end t0 + 2 + 2 M."""
+    7 left there after the first request: window 1 ends in ``[t0 + 1 + last, t0 + 2 + M]``
+    (a whole-second window lasts 1 s, the margin counted once), its latest end t0 + 2 + M."""
     t0 = clock.now
     w = Window("g")
     answer(w, await w.acquire(), whole(9))  # our probe, alone
@@ -45,7 +45,7 @@ async def rolled_into_window_1(clock: FakeClock, last: float) -> Window:
     await clock.advance(0.01)
     answer(w, first, whole(7))  # window 1: 2 of others' already
     assert w._end_lo == pytest.approx(t0 + 1 + last)
-    assert w.reset_at == pytest.approx(roll + 1 + _MARGIN)
+    assert w.reset_at == pytest.approx(roll + 1)  # the margin once, not again at each roll
     return w
 
 
@@ -66,7 +66,7 @@ async def test_a_shared_window_spends_its_budget_before_the_earliest_end_a_windo
 async def test_a_shared_window_whose_end_is_known_only_roughly_aims_at_its_latest_end(
     clock: FakeClock,
 ) -> None:
-    # Window 1 ends in [t0 + 1.6, t0 + 2 + 2 M]: bounds 0.4 s apart, more than a tenth of the
+    # Window 1 ends in [t0 + 1.6, t0 + 2 + M]: bounds 0.4 s apart, more than a tenth of the
     # window. Aimed at the earlier, the budget was squeezed into the time before it (an
     # earliest end carried from a cold start's burst: every window's budget in its first
     # 0.1 s; at 100 ms round trips 3.4-4.0% 429s instead of 2.4-2.5%).
@@ -75,7 +75,7 @@ async def test_a_shared_window_whose_end_is_known_only_roughly_aims_at_its_lates
     assert w.reset_at is not None
     times = await admissions(w, clock, 7, t0 + 3.0)
     assert len(times) == 7
-    assert times[-1] > t0 + 1.85  # spread towards the latest end, t0 + 2 + 2 M
+    assert times[-1] > t0 + 1.85  # spread towards the latest end, t0 + 2 + M
     assert times[-1] < w.reset_at
 
 

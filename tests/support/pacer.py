@@ -131,6 +131,7 @@ class Simulation:
     think: Latency | None = None  # pause of each worker between requests
     whole_seconds: bool = False  # reports round reset up to whole seconds, like live Close
     clients: int = 1  # pacers (API keys, one Window each) sharing the limit; workers round-robin
+    observe: Callable[[Window], None] | None = None  # called with the pacer after each report
     # results
     arrivals: collections.Counter[int] = field(default_factory=collections.Counter)
     rejected: int = 0
@@ -192,6 +193,8 @@ class Simulation:
                 available, in_flight = pacer.available, pacer.in_flight
                 pause = info.reset if status == 429 else None
                 pacer.release(ticket, info, status=status, pause=pause)
+                if self.observe is not None:
+                    self.observe(pacer)
                 if idx < newest_reported:
                     self.late_reports += 1
                     handed_out = pacer.in_flight - (in_flight - 1)  # to waiters, by release()
@@ -203,6 +206,10 @@ class Simulation:
         await clock.advance(windows * self.window, rounds=8)
         outcomes = await cancel_all(tasks)
         assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
+
+    def end_of(self, at: float) -> float:
+        """The end of the server window running at ``at``."""
+        return self.start + (math.floor((at - self.start) / self.window) + 1) * self.window
 
     def full_windows(self, clock_start: float, windows: int) -> list[int]:
         """Server windows that lie wholly inside the run, by index."""

@@ -115,7 +115,7 @@ class Window(WindowView, WaitQueue):
         if reported:
             assert info is not None
             self.unpaced = False
-            self._report(ticket, info, sent, now, admitted=status != 429)
+            self._report(ticket, info, sent, now, status=status)
         elif status is not None and 200 <= status < 300 and self.limit is None and not self.unpaced:
             self.unpaced = True
             logger.debug("%s: responses carry no rate-limit headers; not pacing", self.group)

@@ -12,7 +12,8 @@ request was sent and answered:
   ``[sent + reset, answered + reset]``. Reports whose intervals overlap speak of the same window
   (and narrow it); one that starts after ours ends speaks of a later window; one that ends before
   ours starts is stale. We roll to a new window at the latest possible end, never early by the
-  bounds; sooner only on proof that it ended (``pacer_shared``'s "Others' admissions").
+  bounds; sooner only on proof that it ended (``pacer_shared``: a report showing more left
+  than one answered before its request left, or as much for a success).
 - After a roll the whole limit is available again, less what is still in flight, until a report
   from the new window says more. Until a roll has been seen to refill (``fixed``), a roll with
   decimal resets lets out only the free slots (``held``) and one request more: a sliding
@@ -80,17 +81,23 @@ class WindowView(SharedView):
         self._in_flight: list[int] = []  # send sequence numbers, ascending
 
     def _report(
-        self, ticket: int, info: RateLimitInfo, sent: float, now: float, *, admitted: bool
+        self, ticket: int, info: RateLimitInfo, sent: float, now: float, *, status: int | None
     ) -> None:
         """A response's report: the window's end and budget, and the slots it shows held."""
         remaining = info.remaining
         assert remaining is not None
+        admitted = status != 429
         self._rtt += 0.1 * (now - sent - self._rtt)
         # The lowest remaining of those answered before this one left (a bisect over times).
         lows = self._lows
         before = bisect.bisect_right(lows, (sent, -1)) - 1 if lows else -1
-        if admitted and before >= 0 and remaining > lows[before][1]:
-            self._ended_before(now)
+        if admitted and before >= 0:
+            # Counted after that one in the same window, a success would show less left (an
+            # error maybe not: the server may not count it).
+            low = lows[before][1]
+            success = status is not None and 200 <= status < 300
+            if remaining > low or (remaining == low and success):
+                self._ended_before(now)
         current = self._learn(ticket, info, sent, now, admitted=admitted)
         if current and admitted:
             if not self._lows or remaining < self._lows[-1][1]:
@@ -160,8 +167,10 @@ class WindowView(SharedView):
                 # Admitted, sent after the roll: a fixed window would have refilled, its end a
                 # window on. Far less room, or an end that soon: sliding, or a bucket. (A 429
                 # says only that someone filled it: with headers only on 429s, all do.)
-                # (Less room is no evidence where another key shares the limit: it spent it.)
-                less = estimate < (self.available + 1) // 2 and not self.shared
+                # (Less room is no evidence where another key shares the limit, or may: it
+                # spent it.)
+                others = self.shared or self._cold_shared
+                less = estimate < (self.available + 1) // 2 and not others
                 if less or hi < passed_lo + self._window_len:
                     self._not_fixed()
                 else:
@@ -247,7 +256,10 @@ class WindowView(SharedView):
             self.available = (self.limit or 0) - len(self._in_flight)
             self._roll_probe = not self._trusts_rolls()
             self._rolled_at = now  # a shared window's first request goes at its roll
-            self._cold_shared = False
+            # The first report showed others, and the window ended before a second could
+            # tell whether they still send: spread this one too (bursting it, two keys sent
+            # twice the limit: 96 of 98 of one key's answered 429, bench_fanout --offset 0.9).
+            self._cold_shared = self._cold_shared and self._spotted < 2
             self._forget_marks()
             if self._passed is not None:  # every report's bound of this end, and the last's
                 self._shorter(self.reset_at, self._passed[0])

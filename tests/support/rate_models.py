@@ -43,10 +43,17 @@ class ModelServer:
     """``limit`` requests per ``window`` seconds, answered as ``model`` says."""
 
     def __init__(
-        self, model: str, limit: int, window: float, *, retry_after: str | None = None
+        self,
+        model: str,
+        limit: int,
+        window: float,
+        *,
+        retry_after: str | None = None,
+        offset: float = 0.0,
     ) -> None:
         assert model in MODELS or retry_after is not None, model
         self.model, self.limit, self.window = model, limit, window
+        self.offset = offset  # seconds into its first window the server starts (fixed windows)
         self.retry_after = retry_after  # a fixed Retry-After on every 429 (over-cap tests)
         self.record = Record()
         self._t0 = 0.0
@@ -66,6 +73,7 @@ class ModelServer:
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}/api/v1/"
         self._t0 = self._stamp = asyncio.get_running_loop().time()
+        self._t0 -= self.offset
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -149,8 +157,10 @@ class Outcome:
     errors: collections.Counter[str]
 
 
-async def fan_out(model: str, n: int, limit: int, window: float, **client: object) -> Outcome:
-    async with ModelServer(model, limit, window) as server:
+async def fan_out(
+    model: str, n: int, limit: int, window: float, *, offset: float = 0.0, **client: object
+) -> Outcome:
+    async with ModelServer(model, limit, window, offset=offset) as server:
         close = AsyncCloseClient("k", base_url=server.base_url, **client)  # type: ignore[arg-type]
         async with close:
             results = await asyncio.gather(

@@ -25,6 +25,11 @@ def report(remaining: int, reset: float, limit: int | None = 10) -> RateLimitInf
     return RateLimitInfo(limit=limit, remaining=remaining, reset=reset)
 
 
+def whole(remaining: int, reset: float = 1.0, limit: int = 10) -> RateLimitInfo:
+    """A report with a whole-second reset (maybe rounded up, as live Close sends them)."""
+    return RateLimitInfo(limit, remaining, float(reset), whole_seconds=True)
+
+
 async def queue_up(window: Window, n: int, clock: FakeClock) -> list[asyncio.Task[int]]:
     """n acquirers, queued in index order (tasks first run in the order they were created)."""
     tasks = [spawn(window.acquire()) for _ in range(n)]

@@ -25,7 +25,6 @@ from close_async._transport.adaptive import (
 )
 from close_async._transport.pacer import Window
 from close_async._transport.pacer_shared import _MARGIN
-from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import T0, FakeClock
 from tests.support.pacer import (
     Simulation,
@@ -37,6 +36,7 @@ from tests.support.pacer import (
     report,
     spawn,
     unpaced_burst,
+    whole,
 )
 from tests.transport.test_pacer_invariant import granted_within
 
@@ -274,10 +274,6 @@ async def test_a_success_resets_the_zero_wait_floor(clock: FakeClock) -> None:
 # --------------------------------------------------------------------------------------------
 # Whole-second resets
 # --------------------------------------------------------------------------------------------
-
-
-def whole(remaining: int, reset: int, limit: int = 10) -> RateLimitInfo:
-    return RateLimitInfo(limit, remaining, float(reset), whole_seconds=True)
 
 
 async def test_an_integral_reset_may_be_rounded_up_so_the_end_may_come_a_second_earlier(

@@ -20,12 +20,8 @@ from tests.support.pacer import (
     report,
     spawn,
     uniform,
+    whole,
 )
-
-
-def whole(remaining: int, reset: float = 1.0, limit: int = 10) -> RateLimitInfo:
-    """A report with a whole-second reset (maybe rounded up, as live Close sends them)."""
-    return RateLimitInfo(limit, remaining, reset, True)
 
 
 async def others_seen(clock: FakeClock) -> Window:
@@ -161,7 +157,7 @@ async def test_a_key_left_alone_on_a_shared_limit_does_not_crawl_at_a_rate_learn
 
 async def sent_within(w: Window, clock: FakeClock, seconds: float) -> int:
     """A request that the spread lets go within ``seconds``: its ticket."""
-    task = spawn(w.acquire())
+    task: asyncio.Task[int] = spawn(w.acquire())
     await clock.advance(seconds)
     assert task.done()
     return task.result()

@@ -13,12 +13,7 @@ from close_async._transport.pacer import Window
 from close_async._transport.pacer_shared import _MARGIN
 from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import FakeClock
-from tests.support.pacer import admissions, answer, cancel_all, spawn
-
-
-def whole(remaining: int, reset: float = 1.0, limit: int = 10) -> RateLimitInfo:
-    """A report with a whole-second reset (maybe rounded up, as live Close sends them)."""
-    return RateLimitInfo(limit, remaining, reset, True)
+from tests.support.pacer import admissions, answer, cancel_all, spawn, whole
 
 
 async def rolled_into_window_1(clock: FakeClock, last: float) -> Window:

@@ -7,14 +7,8 @@ from __future__ import annotations
 import pytest
 
 from close_async._transport.pacer import Window
-from close_async._transport.ratelimit import RateLimitInfo
 from tests.support.clock import FakeClock
-from tests.support.pacer import admissions
-
-
-def whole(remaining: int, reset: float = 1.0, limit: int = 10) -> RateLimitInfo:
-    """A report with a whole-second reset (maybe rounded up, as live Close sends them)."""
-    return RateLimitInfo(limit, remaining, reset, True)
+from tests.support.pacer import admissions, answer, whole
 
 
 async def spent_most_of_window_0(clock: FakeClock) -> tuple[Window, float]:
@@ -22,10 +16,10 @@ async def spent_most_of_window_0(clock: FakeClock) -> tuple[Window, float]:
     ending by ``t0 + 1`` as far as it knows (``reset=1``: anything up to a second)."""
     t0 = clock.now
     w = Window("g")
-    w.release(await w.acquire(), whole(9), status=200, pause=None)
+    answer(w, await w.acquire(), whole(9))
     tickets = [await w.acquire() for _ in range(3)]
     for remaining, ticket in zip((8, 7, 6), tickets, strict=True):
-        w.release(ticket, whole(remaining), status=200, pause=None)
+        answer(w, ticket, whole(remaining))
     assert w.available == 6
     return w, t0
 
@@ -42,7 +36,7 @@ async def test_a_report_proving_a_new_window_rolls_a_key_alone_at_once(
     w, t0 = await spent_most_of_window_0(clock)
     await clock.advance(0.3)
     ticket = await w.acquire()  # sent after all of window 0's answers came back
-    w.release(ticket, whole(remaining), status=200, pause=None)  # in window 0: 5 or less
+    answer(w, ticket, whole(remaining))  # in window 0: 5 or less
     times = await admissions(w, clock, 10, t0 + 0.9)
     assert len(times) == remaining  # the new window's budget, now
     assert times == [pytest.approx(t0 + 0.3)] * remaining
